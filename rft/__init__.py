@@ -1,0 +1,46 @@
+"""rftkit: reinforcement fine-tuning for language models, centered on pluggable graders.
+
+The public API is small::
+
+    import rft
+
+    @rft.grader
+    def exact_answer(completion: str, answer: str) -> float:
+        return float(completion.strip() == answer.strip())
+
+Importing ``rft`` is light: torch, ray and trl load only when a command needs them.
+"""
+
+from __future__ import annotations
+
+from rft.errors import (
+    ConfigError,
+    DataError,
+    GraderError,
+    PluginError,
+    RFTError,
+    UnknownGraderError,
+)
+from rft.grading import Grade, Grader, GraderEntry, GraderSet, Outcome, OutcomeKind, Sample, grader
+from rft.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "grader",
+    "Grade",
+    "Grader",
+    "GraderEntry",
+    "GraderSet",
+    "Outcome",
+    "OutcomeKind",
+    "Sample",
+    "hookimpl",
+    "RFTError",
+    "ConfigError",
+    "DataError",
+    "GraderError",
+    "PluginError",
+    "UnknownGraderError",
+]

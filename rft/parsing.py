@@ -1,0 +1,118 @@
+"""Parsing helpers shared by graders: JSON inside completions, tool calls, fenced code."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+__all__ = ["extract_json", "parse_tool_calls", "extract_code", "completion_text"]
+
+_FENCE = re.compile(r"```(?:[\w+-]*)\s*\n(.*?)```", re.DOTALL)
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or TRL's ``[{"role": "assistant", "content": …}]``."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list):
+        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    return str(completion)
+
+
+def extract_code(text: str, language: str | None = None) -> str:
+    """The first fenced code block (preferring ``language``), else the whole text."""
+    blocks = re.findall(r"```([\w+-]*)\s*\n(.*?)```", text, re.DOTALL)
+    if language:
+        for lang, body in blocks:
+            if lang.lower() == language.lower():
+                return body
+    if blocks:
+        return blocks[0][1]
+    return text
+
+
+def extract_json(text: str) -> tuple[bool, Any]:
+    """Find a JSON value in a completion: the whole text, a fenced block, or the first
+    balanced ``{…}``/``[…]``. Returns ``(found, value)``.
+
+    >>> extract_json('Sure: ```json\\n{"a": 1}\\n```')
+    (True, {'a': 1})
+    """
+    candidates = [text.strip()]
+    candidates += [m.strip() for m in _FENCE.findall(text)]
+    for c in candidates:
+        if not c:
+            continue
+        try:
+            return True, json.loads(c)
+        except ValueError:
+            pass
+    dec = json.JSONDecoder()
+    for i, ch in enumerate(text):
+        if ch in "{[":
+            try:
+                value, _ = dec.raw_decode(text, i)
+                return True, value
+            except ValueError:
+                continue
+    return False, None
+
+
+def _normalize_call(obj: Any) -> dict[str, Any] | None:
+    if not isinstance(obj, dict):
+        return None
+    if "function" in obj and isinstance(obj["function"], dict):  # OpenAI tool_calls shape
+        fn = obj["function"]
+        args = fn.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                pass
+        return {"type": "function", "function": {"name": fn.get("name"), "arguments": args}}
+    if "name" in obj and ("arguments" in obj or "parameters" in obj):
+        args = obj.get("arguments", obj.get("parameters", {}))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                pass
+        return {"type": "function", "function": {"name": obj["name"], "arguments": args}}
+    return None
+
+
+def parse_tool_calls(text: str) -> list[dict[str, Any]]:
+    """Tool calls in a completion, in OpenAI's shape ``{"type": "function", "function":
+    {"name", "arguments"}}`` with ``arguments`` decoded to a dict where it is valid JSON.
+
+    Understands ``<tool_call>{…}</tool_call>`` tags (Hermes/Qwen/SmolLM style), a JSON
+    object or list of calls, and ``{"tool_calls": [...]}``.
+
+    >>> parse_tool_calls('<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>')
+    [{'type': 'function', 'function': {'name': 'f', 'arguments': {'x': 1}}}]
+    """
+    if not isinstance(text, str):
+        text = completion_text(text)
+    calls: list[dict[str, Any]] = []
+    tagged = re.findall(r"<tool_call>\s*(.*?)\s*</tool_call>", text, re.DOTALL)
+    if tagged:
+        for body in tagged:
+            ok, value = extract_json(body)
+            call = _normalize_call(value) if ok else None
+            if call:
+                calls.append(call)
+        return calls
+    ok, value = extract_json(text)
+    if not ok:
+        return []
+    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
+        value = value["tool_calls"]
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        call = _normalize_call(v)
+        if call:
+            calls.append(call)
+    return calls
