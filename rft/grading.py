@@ -377,10 +377,14 @@ class Grader:
         # pickle it by reference so it stays the same object after a round trip.
         fn = self.fn
         module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
-        if module and qualname and "<locals>" not in qualname and not self.bound:
+        if module and qualname and "<locals>" not in qualname:
             mod = sys.modules.get(module)
-            if mod is not None and _safe_getattr(mod, qualname) is self:
+            anchor = _safe_getattr(mod, qualname) if mod is not None else None
+            if anchor is self:
                 return (_import_attr, (module, qualname))
+            if isinstance(anchor, Grader) and anchor.fn is fn:
+                # a copy of a module-level grader (e.g. with bound parameters)
+                return (_rebuild_from_anchor, (module, qualname, self._kwargs()))
         return (_rebuild_grader, (self.fn, self._kwargs()))
 
     def _kwargs(self) -> dict[str, Any]:
@@ -438,9 +442,15 @@ class Grader:
 
     # -- inputs -------------------------------------------------------------
     def required_columns(self) -> list[str]:
-        """Dataset columns this grader needs (names it asks for that are not injected)."""
+        """Dataset columns this grader needs (names it asks for that are not injected).
+
+        A grader object may add columns it reads through ``item`` (e.g. from an
+        OpenAI template ``{{item.answer}}``) with an ``rft_columns`` attribute.
+        """
         skip = INJECTED_NAMES | _TRL_NAMES if self.trl_style else INJECTED_NAMES
-        return [n for n in self.inputs if n not in skip and n not in self.optional]
+        cols = [n for n in self.inputs if n not in skip and n not in self.optional]
+        extra = getattr(self.fn, "rft_columns", None) or ()
+        return cols + [c for c in extra if c not in cols]
 
     def missing_columns(self, columns: Collection[str]) -> list[str]:
         return [c for c in self.required_columns() if c not in columns]
@@ -566,6 +576,10 @@ def _safe_getattr(mod: Any, qualname: str) -> Any:
         if obj is None:
             return None
     return obj
+
+
+def _rebuild_from_anchor(module: str, qualname: str, kwargs: dict[str, Any]) -> Grader:
+    return Grader(_import_attr(module, qualname).fn, **kwargs)
 
 
 def _rebuild_grader(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Grader:
