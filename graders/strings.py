@@ -9,7 +9,7 @@ from typing import Any
 import rft
 from rft.errors import ConfigError, did_you_mean
 from rft.grading import Grade, Sample
-from rft.templates import Template, TemplateError
+from rft.templates import Template, render_inputs
 
 __all__ = ["exact_match", "StringCheck", "Regex"]
 
@@ -24,15 +24,12 @@ def exact_match(completion: str, answer: str) -> float:
     return float(completion.strip() == str(answer).strip())
 
 
-def _render_or_miss(templates: Sequence[Template], sample: Sample) -> list[str] | Grade:
-    """Render templates; a key missing from the *completion* is a 0 with the reason,
-    a key missing from the *row* is an error (the data is wrong, not the model)."""
-    try:
-        return [t.render(sample) for t in templates]
-    except TemplateError as err:
-        if err.source == "sample":
-            return Grade(0.0, reason=str(err))
-        raise
+_VERBS = {
+    "eq": ("equals", "does not equal"),
+    "ne": ("differs from", "equals"),
+    "like": ("contains", "does not contain"),
+    "ilike": ("contains (any case)", "does not contain (any case)"),
+}
 
 
 @rft.grader(name="string_check", range=(0.0, 1.0))
@@ -66,7 +63,9 @@ class StringCheck:
         name: str | None = None,
     ):
         if operation not in self.OPERATIONS:
-            raise ConfigError(f"string_check: unknown operation {operation!r}; {did_you_mean(operation, self.OPERATIONS)}")
+            raise ConfigError(
+                f"string_check: unknown operation {operation!r}; {did_you_mean(operation, self.OPERATIONS)}"
+            )
         self.name = name
         self.operation = operation
         self.input = Template(input, where="string_check input")
@@ -77,7 +76,7 @@ class StringCheck:
         return tuple(dict.fromkeys(self.input.columns + self.reference.columns))
 
     def __call__(self, sample: Sample) -> Grade:
-        rendered = _render_or_miss((self.input, self.reference), sample)
+        rendered = render_inputs((self.input, self.reference), sample)
         if isinstance(rendered, Grade):
             return rendered
         text, ref = rendered
@@ -90,16 +89,21 @@ class StringCheck:
             ok = ref in text
         else:
             ok = ref.casefold() in text.casefold()
-        verb = {"eq": "equals", "ne": "differs from", "like": "contains", "ilike": "contains (any case)"}[op]
-        return Grade(float(ok), reason=f"input {'' if ok else 'does not satisfy: '}{verb} {_clip(ref)}")
+        verb = _VERBS[op][0 if ok else 1]
+        return Grade(float(ok), reason=f"input {verb} {_clip(ref)}")
 
 
 _FLAG_NAMES = {
-    "i": re.IGNORECASE, "ignorecase": re.IGNORECASE,
-    "m": re.MULTILINE, "multiline": re.MULTILINE,
-    "s": re.DOTALL, "dotall": re.DOTALL,
-    "x": re.VERBOSE, "verbose": re.VERBOSE,
-    "a": re.ASCII, "ascii": re.ASCII,
+    "i": re.IGNORECASE,
+    "ignorecase": re.IGNORECASE,
+    "m": re.MULTILINE,
+    "multiline": re.MULTILINE,
+    "s": re.DOTALL,
+    "dotall": re.DOTALL,
+    "x": re.VERBOSE,
+    "verbose": re.VERBOSE,
+    "a": re.ASCII,
+    "ascii": re.ASCII,
 }
 
 
@@ -169,7 +173,14 @@ class Regex:
             )
         if group is not None and column is None:
             raise ConfigError("regex: `group` needs `column`, the dataset column the capture is compared to")
-        self.pattern, self.mode, self.group, self.column, self.strip, self.name = pattern, mode, group, column, strip, name
+        self.pattern, self.mode, self.group, self.column, self.strip, self.name = (
+            pattern,
+            mode,
+            group,
+            column,
+            strip,
+            name,
+        )
 
     @property
     def rft_columns(self) -> tuple[str, ...]:

@@ -6,7 +6,14 @@ import json
 import re
 from typing import Any
 
-__all__ = ["extract_json", "parse_tool_calls", "extract_code", "completion_text"]
+__all__ = [
+    "extract_json",
+    "parse_tool_calls",
+    "normalize_tool_call",
+    "extract_code",
+    "completion_text",
+    "find_numbers",
+]
 
 _FENCE = re.compile(r"```(?:[\w+-]*)\s*\n(.*?)```", re.DOTALL)
 
@@ -61,7 +68,15 @@ def extract_json(text: str) -> tuple[bool, Any]:
     return False, None
 
 
-def _normalize_call(obj: Any) -> dict[str, Any] | None:
+def normalize_tool_call(obj: Any) -> dict[str, Any] | None:
+    """One tool call in OpenAI's shape ``{"type": "function", "function": {"name",
+    "arguments"}}``, with ``arguments`` decoded from a JSON string where it is valid JSON;
+    accepts the OpenAI shape or a bare ``{"name", "arguments"|"parameters"}``; None
+    when ``obj`` is not a tool call.
+
+    >>> normalize_tool_call({"name": "f", "arguments": '{"x": 1}'})
+    {'type': 'function', 'function': {'name': 'f', 'arguments': {'x': 1}}}
+    """
     if not isinstance(obj, dict):
         return None
     if "function" in obj and isinstance(obj["function"], dict):  # OpenAI tool_calls shape
@@ -101,7 +116,7 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
     if tagged:
         for body in tagged:
             ok, value = extract_json(body)
-            call = _normalize_call(value) if ok else None
+            call = normalize_tool_call(value) if ok else None
             if call:
                 calls.append(call)
         return calls
@@ -112,7 +127,32 @@ def parse_tool_calls(text: str) -> list[dict[str, Any]]:
         value = value["tool_calls"]
     values = value if isinstance(value, list) else [value]
     for v in values:
-        call = _normalize_call(v)
+        call = normalize_tool_call(v)
         if call:
             calls.append(call)
     return calls
+
+
+def find_numbers(text: str) -> list[float]:
+    """Every number in ``text``, in order: integers, decimals, thousands separators
+    (``1,234``), scientific notation, and simple fractions ``a/b``.
+
+    >>> find_numbers("It costs $1,234.50, i.e. 3/4 of -2e3.")
+    [1234.5, 0.75, -2000.0]
+    """
+    out: list[float] = []
+    pattern = re.compile(
+        r"(?<![\w.])([-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+\u2212]?\.\d+)"
+        r"(?:([eE][-+]?\d+)|\s*/\s*(\d+(?:\.\d+)?))?"
+    )
+    for m in pattern.finditer(text):
+        base = m.group(1).replace(",", "").replace("\u2212", "-")
+        value = float(base + (m.group(2) or ""))
+        if m.group(3) is not None:
+            denom = float(m.group(3))
+            if denom == 0:
+                out.extend([value, denom])
+                continue
+            value /= denom
+        out.append(value)
+    return out

@@ -25,15 +25,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rft.errors import ConfigError, RFTError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rft.grading import Sample
+    from rft.grading import Grade, Sample
 
-__all__ = ["Template", "TemplateError", "render", "SAMPLE_FIELDS"]
+__all__ = ["Template", "TemplateError", "render", "render_inputs", "SAMPLE_FIELDS"]
 
 #: Fields of the ``sample`` namespace.
 SAMPLE_FIELDS = ("output_text", "output_json", "output_tools")
@@ -83,7 +83,9 @@ class Template:
         for m in _PLACEHOLDER.finditer(text):
             expr = m.group(1)
             if not _PATH.match(expr):
-                raise ConfigError(f"{where}: placeholder {{{{{expr}}}}} in {text!r} is not a dotted path like item.answer")
+                raise ConfigError(
+                    f"{where}: placeholder {{{{{expr}}}}} in {text!r} is not a dotted path like item.answer"
+                )
             parts = tuple(expr.split("."))
             if parts[0] == "item":
                 if len(parts) < 2:
@@ -222,3 +224,24 @@ def render(template: str, sample: Sample) -> str:
     'Paris'
     """
     return Template(template).render(sample)
+
+
+def render_inputs(templates: Sequence[Template], sample: Sample) -> list[str] | Grade:
+    """Render a grader's templates for one sample, the way OpenAI-style graders need.
+
+    A key missing from the *completion* (``{{sample.output_json.x}}`` when the model
+    gave no JSON, or no ``x``) is the model's failure: a score of 0 with the reason.
+    A key missing from the *row* is a data error and raises :class:`TemplateError`.
+
+    >>> from rft.grading import Sample
+    >>> render_inputs([Template("{{sample.output_json.x}}")], Sample("no JSON here")).score
+    0.0
+    """
+    from rft.grading import Grade
+
+    try:
+        return [t.render(sample) for t in templates]
+    except TemplateError as err:
+        if err.source == "sample":
+            return Grade(0.0, reason=str(err))
+        raise

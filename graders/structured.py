@@ -1,0 +1,391 @@
+"""Structured-output graders: JSON against a JSON Schema, and function/tool calls.
+
+Both validate with ``jsonschema`` (the draft is taken from the schema's ``$schema``,
+default 2020-12) and find JSON in completions with :func:`rft.parsing.extract_json`
+(the whole text, a fenced code block, or the first balanced ``{…}``/``[…]``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import rft
+from rft.errors import ConfigError
+from rft.grading import Grade
+from rft.parsing import extract_json, normalize_tool_call
+
+__all__ = ["JsonSchema", "ToolCall", "schema_checks"]
+
+# Keywords that only route validation to sub-schemas: their sub-checks are counted.
+_APPLICATORS = frozenset(
+    {
+        "properties",
+        "patternProperties",
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "allOf",
+        "$ref",
+        "$dynamicRef",
+        "dependentSchemas",
+        "propertyNames",
+        "additionalProperties",
+    }
+)
+# Keywords whose sub-schemas are tried (a failing branch is not a failed check): one check each.
+_COMBINATORS = frozenset({"anyOf", "oneOf", "not", "if", "contains", "unevaluatedProperties", "unevaluatedItems"})
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+# Assertions that only apply to one JSON type: on other values they are not checks at all.
+_APPLIES_TO: dict[str, Any] = {
+    **dict.fromkeys(
+        ("required", "minProperties", "maxProperties", "dependentRequired", "dependencies"),
+        lambda x: isinstance(x, Mapping),
+    ),
+    **dict.fromkeys(("pattern", "minLength", "maxLength", "format"), lambda x: isinstance(x, str)),
+    **dict.fromkeys(("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"), _is_num),
+    **dict.fromkeys(
+        ("minItems", "maxItems", "uniqueItems", "minContains", "maxContains"), lambda x: isinstance(x, list)
+    ),
+}
+
+_state = threading.local()
+_counting_classes: dict[type, type] = {}
+_classes_lock = threading.Lock()
+
+
+def _counting_validator(cls: type) -> type:
+    """A subclass of a jsonschema validator class that counts the checks it makes."""
+    from jsonschema import validators
+
+    with _classes_lock:
+        if cls in _counting_classes:
+            return _counting_classes[cls]
+
+        def wrap(keyword: str, fn: Any) -> Any:
+            def counted(validator: Any, value: Any, instance: Any, schema: Any):
+                if getattr(_state, "suppress", 0):
+                    yield from fn(validator, value, instance, schema)
+                    return
+                if keyword in _COMBINATORS:
+                    _state.suppress = 1
+                    try:
+                        errors = list(fn(validator, value, instance, schema))
+                    finally:
+                        _state.suppress = 0
+                    _state.total += 1
+                    _state.failed += bool(errors)
+                    yield from errors
+                    return
+                if keyword in _APPLICATORS and not isinstance(value, bool):
+                    yield from fn(validator, value, instance, schema)
+                    return
+                applies = _APPLIES_TO.get(keyword)
+                if applies is not None and not applies(instance):  # e.g. `required` on a list: ignored
+                    yield from fn(validator, value, instance, schema)
+                    return
+                errors = list(fn(validator, value, instance, schema))
+                weight = len(value) if keyword == "required" and isinstance(value, list) and value else 1
+                _state.total += weight
+                _state.failed += min(len(errors), weight)
+                yield from errors
+
+            return counted
+
+        new = validators.extend(cls, {k: wrap(k, f) for k, f in cls.VALIDATORS.items()})
+        _counting_classes[cls] = new
+        return new
+
+
+def schema_checks(instance: Any, schema: Mapping[str, Any] | bool) -> tuple[int, int, list[Any]]:
+    """Validate ``instance`` and count schema checks: ``(passed, total, errors)``.
+
+    A check is one assertion keyword (``type``, ``enum``, ``minimum``, ``pattern`` …)
+    applied to one value of the type it constrains (``required`` on a list is no
+    check); ``required`` counts one check per required property;
+    ``anyOf``/``oneOf``/``not``/``if``/``contains`` count as one check each.
+
+    >>> schema = {"type": "object", "required": ["a", "b"], "properties": {"a": {"type": "integer"}}}
+    >>> passed, total, errors = schema_checks({"a": "x"}, schema)
+    >>> passed, total, errors[0].message
+    (2, 4, "'b' is a required property")
+    """
+    from jsonschema import validators
+
+    cls = _counting_validator(validators.validator_for(schema))
+    _state.total, _state.failed, _state.suppress = 0, 0, 0
+    errors = sorted(cls(schema).iter_errors(instance), key=lambda e: (list(e.path), e.validator))
+    total, failed = _state.total, _state.failed
+    if errors and failed == 0:  # an error from a keyword we did not see (defensive): count it
+        failed = total = max(total, 1)
+    return total - failed, total, errors
+
+
+def _check_schema(schema: Any, where: str) -> Mapping[str, Any] | bool:
+    from jsonschema import exceptions, validators
+
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError as err:
+            raise ConfigError(f"{where}: the schema is not valid JSON: {err}") from err
+    if not isinstance(schema, (Mapping, bool)):
+        raise ConfigError(f"{where}: a JSON Schema must be an object, got {type(schema).__name__}")
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except exceptions.SchemaError as err:
+        raise ConfigError(f"{where}: invalid JSON Schema at {err.json_path}: {err.message}") from err
+    return schema
+
+
+def _where(error: Any) -> str:
+    return error.json_path if hasattr(error, "json_path") else "$" + "".join(f"[{p!r}]" for p in error.path)
+
+
+@rft.grader(name="json_schema", range=(0.0, 1.0))
+class JsonSchema:
+    """JSON in the completion (also in a code fence) validated against a JSON Schema; partial credit optional.
+
+    Args:
+        schema: the JSON Schema (an object, or its JSON text).
+        schema_column: a dataset column holding each row's schema instead.
+        partial: score the share of schema checks passed instead of 1/0.
+        name: the grader's id in a set.
+
+    The reason names the first failing path (``$.items[0].price``) and its message;
+    ``metrics`` has ``valid`` (1/0) and ``checks_passed`` (the share).
+
+    >>> g = JsonSchema(schema={"type": "object", "required": ["answer"]})
+    >>> g('Here: ```json\\n{"answer": 4}\\n```', {}).score
+    1.0
+    >>> JsonSchema(schema={"type": "object", "required": ["answer"]})("{}", {}).reason
+    "invalid at $: 'answer' is a required property"
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any] | str | None = None,
+        schema_column: str | None = None,
+        partial: bool = False,
+        name: str | None = None,
+    ):
+        if (schema is None) == (schema_column is None):
+            raise ConfigError("json_schema: give exactly one of `schema` (inline) or `schema_column` (per row)")
+        self.schema = None if schema is None else _check_schema(schema, "json_schema")
+        self.schema_column = schema_column
+        self.partial = bool(partial)
+        self.name = name
+
+    @property
+    def rft_columns(self) -> tuple[str, ...]:
+        return (self.schema_column,) if self.schema_column else ()
+
+    def __call__(self, completion: str, item: Mapping[str, Any]) -> Grade:
+        if self.schema is not None:
+            schema = self.schema
+        else:
+            schema = _check_schema(item[self.schema_column], f"json_schema: column {self.schema_column!r}")
+        found, value = extract_json(completion)
+        if not found:
+            return Grade(0.0, reason="no JSON found in the completion", metrics={"valid": 0.0, "checks_passed": 0.0})
+        passed, total, errors = schema_checks(value, schema)
+        share = passed / total if total else 1.0
+        if not errors:
+            return Grade(1.0, reason=f"valid ({total} checks)", metrics={"valid": 1.0, "checks_passed": 1.0})
+        first = errors[0]
+        reason = f"invalid at {_where(first)}: {first.message}"
+        if len(errors) > 1:
+            reason += f" (+{len(errors) - 1} more errors)"
+        score = share if self.partial else 0.0
+        return Grade(score, reason=reason, metrics={"valid": 0.0, "checks_passed": share})
+
+
+def _calls(value: Any, where: str) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as err:
+            raise ValueError(f"{where} is not valid JSON: {err}") from err
+    if isinstance(value, Mapping) and isinstance(value.get("tool_calls"), list):
+        value = value["tool_calls"]
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for i, v in enumerate(items):
+        call = normalize_tool_call(v)
+        if call is None:
+            raise ValueError(f"{where}[{i}] is not a tool call ({{'name', 'arguments'}} or OpenAI's shape): {v!r}")
+        out.append(call)
+    return out
+
+
+def _tool_schemas(tools: Any, column: str) -> dict[str, Any]:
+    if isinstance(tools, str):
+        tools = json.loads(tools)
+    out: dict[str, Any] = {}
+    for i, t in enumerate(tools or []):
+        fn = t.get("function", t) if isinstance(t, Mapping) else None
+        if not isinstance(fn, Mapping) or "name" not in fn:
+            raise ValueError(
+                f"column {column!r}[{i}] is not an OpenAI tool "
+                "({'type': 'function', 'function': {'name', 'parameters'}})"
+            )
+        out[fn["name"]] = fn.get("parameters") or {"type": "object"}
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip() == b.strip()
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str) and not isinstance(b, str):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@rft.grader(name="tool_call", range=(0.0, 1.0))
+class ToolCall:
+    """Function calling: tool name, arguments valid against the tool's schema, argument values vs a reference.
+
+    Reads the completion's tool calls (OpenAI ``tool_calls`` shape, or parsed from
+    ``<tool_call>`` tags / JSON in the text), the row's expected call(s) from
+    ``reference_column`` and the row's OpenAI ``tools`` list from ``tools_column``.
+    Calls are compared in order. Per expected call three components score 0 or 1
+    (``arguments`` is the share of reference arguments matched):
+
+    - ``name``: the called tool is the expected one;
+    - ``schema``: the arguments are an object valid against that tool's
+      ``parameters`` schema (the tool must exist in ``tools`` when the row has them);
+    - ``arguments``: reference argument values matched (numbers by value, strings
+      with surrounding whitespace ignored).
+
+    The score is the mean of the components (``partial: true``, the default) or 1 only
+    when all are right (``partial: false``), averaged over calls and scaled down when
+    the model made more or fewer calls than expected. Components are in ``metrics``.
+
+    Args:
+        reference_column: column with the expected call(s) (a call, a list, or
+            ``{"tool_calls": [...]}``; ``arguments`` may be JSON text).
+        tools_column: column with the OpenAI tools list (optional in the data).
+        partial: partial credit per component (default True).
+        name: the grader's id in a set.
+
+    >>> g = ToolCall()
+    >>> row = {"expected_tool_calls": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    >>> g([{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}], row).score
+    1.0
+    """
+
+    def __init__(
+        self,
+        reference_column: str = "expected_tool_calls",
+        tools_column: str = "tools",
+        partial: bool = True,
+        name: str | None = None,
+    ):
+        self.reference_column = reference_column
+        self.tools_column = tools_column
+        self.partial = bool(partial)
+        self.name = name
+
+    @property
+    def rft_columns(self) -> tuple[str, ...]:
+        return (self.reference_column,)
+
+    def __call__(self, tool_calls: list[dict[str, Any]], item: Mapping[str, Any]) -> Grade:
+        expected = _calls(item[self.reference_column], f"column {self.reference_column!r}")
+        actual = [c for c in (normalize_tool_call(c) for c in tool_calls or []) if c is not None]
+        tools = item.get(self.tools_column)
+        schemas = _tool_schemas(tools, self.tools_column) if tools is not None else None
+        if not expected:
+            ok = not actual
+            return Grade(
+                float(ok),
+                reason="no call expected" + ("" if ok else f", but {len(actual)} made"),
+                metrics={"calls_matched": float(ok)},
+            )
+        if not actual:
+            return Grade(
+                0.0,
+                reason=f"no tool call found; expected {expected[0]['function']['name']!r}",
+                metrics={"name": 0.0, "schema": 0.0, "arguments": 0.0, "calls_matched": 0.0},
+            )
+        comps = {"name": 0.0, "schema": 0.0, "arguments": 0.0}
+        total, problems = 0.0, []
+        for i, exp in enumerate(expected):
+            if i >= len(actual):
+                problems.append(f"call {i}: missing (expected {exp['function']['name']!r})")
+                continue
+            got = actual[i]["function"]
+            want = exp["function"]
+            name_ok = got["name"] == want["name"]
+            args = got.get("arguments")
+            schema_ok, why = self._schema_ok(got["name"], args, schemas)
+            ref_args = want.get("arguments") or {}
+            if not isinstance(ref_args, Mapping):
+                raise ValueError(
+                    f"column {self.reference_column!r}: call {i} arguments must be an object, got {ref_args!r}"
+                )
+            if name_ok and isinstance(args, Mapping):
+                hits = [k for k in ref_args if k in args and _same(args[k], ref_args[k])]
+                args_share = len(hits) / len(ref_args) if ref_args else 1.0
+            else:
+                hits, args_share = [], 0.0
+            if not name_ok:
+                problems.append(f"call {i}: called {got['name']!r}, expected {want['name']!r}")
+            elif not schema_ok:
+                problems.append(f"call {i}: {why}")
+            elif args_share < 1:
+                missed = [k for k in ref_args if k not in hits]
+                problems.append(
+                    f"call {i}: argument {missed[0]!r} is {_short(args.get(missed[0], '<missing>'))}, "
+                    f"expected {_short(ref_args[missed[0]])}"
+                )
+            comps["name"] += name_ok
+            comps["schema"] += schema_ok
+            comps["arguments"] += args_share
+            parts = (float(name_ok), float(schema_ok), args_share)
+            total += sum(parts) / 3 if self.partial else float(all(p == 1 for p in parts))
+        n = len(expected)
+        score = total / max(n, len(actual))
+        if len(actual) > n:
+            problems.append(f"{len(actual) - n} extra call(s)")
+        metrics = {k: v / n for k, v in comps.items()}
+        metrics["calls_matched"] = float(len(actual) == n)
+        return Grade(score, reason="; ".join(problems) or f"{n} call(s) correct", metrics=metrics)
+
+    def _schema_ok(self, name: str, args: Any, schemas: dict[str, Any] | None) -> tuple[bool, str]:
+        if not isinstance(args, Mapping):
+            return False, f"arguments are not a JSON object: {_short(args)}"
+        if schemas is None:
+            return True, ""
+        if name not in schemas:
+            return False, f"tool {name!r} is not among the row's tools ({', '.join(schemas) or 'none'})"
+        _, _, errors = schema_checks(dict(args), schemas[name])
+        if errors:
+            return False, f"arguments invalid at {_where(errors[0])}: {errors[0].message}"
+        return True, ""
+
+
+def _short(value: Any, n: int = 50) -> str:
+    r = repr(value)
+    return r if len(r) <= n else r[: n - 1] + "…"
+
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register(JsonSchema)
+    register(ToolCall)

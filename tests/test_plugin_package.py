@@ -1,0 +1,237 @@
+"""Plugins for real: an installed package's entry point, plugin files, clashes, typos, blocking.
+
+The package test installs ``plugins/rft-textstats`` with pip into a temporary folder
+(``--target``) and runs the ``rft`` command with that folder on ``PYTHONPATH``, so
+discovery goes through a real ``*.dist-info/entry_points.txt`` and the virtual
+environment stays untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rft.errors import PluginError
+from rft.grading import GraderSet, Sample
+from rft.plugins import get_plugin_manager, get_registry
+from rft.testing import check_grader
+
+ROOT = Path(__file__).resolve().parents[1]
+RFT = [sys.executable, "-m", "rft.cli"]
+
+
+def rft(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RFT, *args], capture_output=True, text=True, timeout=120, cwd=cwd or ROOT, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def installed_textstats(tmp_path_factory) -> Path:
+    """plugins/rft-textstats installed by pip into a temporary folder; returns the folder."""
+    work = tmp_path_factory.mktemp("textstats")
+    src = work / "src"
+    shutil.copytree(ROOT / "plugins/rft-textstats", src)  # pip writes build/ and *.egg-info beside the source
+    target = work / "site"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "rft_textstats").is_dir()
+    return target
+
+
+def with_path(target: Path, **env: str) -> dict[str, str]:
+    return {"PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]), **env}
+
+
+def test_installed_package_graders_appear_with_their_plugin_name(installed_textstats):
+    proc = rft("graders", "--json", env=with_path(installed_textstats))
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert rows["distinct_ngrams"]["plugin"] == "textstats"
+    assert rows["word_count"]["plugin"] == "textstats"
+    assert rows["math"]["plugin"] == "graders.mathematics"  # built-ins still there
+
+    plugins = {p["name"]: p for p in json.loads(rft("plugins", "--json", env=with_path(installed_textstats)).stdout)}
+    assert (plugins["textstats"]["package"], plugins["textstats"]["version"]) == ("rft-textstats", "0.1.0")
+
+
+def test_without_the_install_the_graders_are_absent():
+    proc = rft("graders", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "distinct_ngrams" not in {r["name"] for r in json.loads(proc.stdout)}
+
+
+def test_rft_disable_plugins_blocks_the_installed_package(installed_textstats):
+    proc = rft("graders", "--json", env=with_path(installed_textstats, RFT_DISABLE_PLUGINS="textstats"))
+    assert proc.returncode == 0, proc.stderr
+    assert "distinct_ngrams" not in {r["name"] for r in json.loads(proc.stdout)}
+
+
+def test_installed_package_graders_work_in_rft_grade(installed_textstats, tmp_path):
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("a", "b")))
+    (tmp_path / "completions.jsonl").write_text(
+        json.dumps({"completion": "the cat the cat"}) + "\n" + json.dumps({"completion": "one two three"}) + "\n"
+    )
+    (tmp_path / "graders.yaml").write_text(
+        "graders:\n  - name: distinct_ngrams\n    n: 1\n  - name: word_count\n    max_words: 3\n"
+    )
+    out = tmp_path / "out.jsonl"
+    proc = rft(
+        "grade",
+        "--data",
+        "rows.jsonl",
+        "--completions",
+        "completions.jsonl",
+        "--graders",
+        "graders.yaml",
+        "--out",
+        str(out),
+        env=with_path(installed_textstats),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = [json.loads(line) for line in out.read_text().splitlines()]
+    # "the cat the cat": 2 distinct of 4 words; 4 words > max 3. "one two three": all distinct, 3 words
+    assert [r["graders"]["distinct_ngrams"]["score"] for r in results] == [0.5, 1.0]
+    assert [r["graders"]["word_count"]["score"] for r in results] == [0.0, 1.0]
+
+
+def test_the_plugin_package_keeps_the_grader_contract(installed_textstats, monkeypatch):
+    monkeypatch.syspath_prepend(str(installed_textstats))
+    from rft_textstats import DistinctNgrams
+
+    outcomes = check_grader(DistinctNgrams, [{"completion": "a b a b"}, {"completion": "a"}], params={"n": 2})
+    assert [o.score for o in outcomes] == [2 / 3, None]  # ab, ba, ab: 2 distinct of 3; one word: no bigram
+
+
+# -- plugin files -----------------------------------------------------------------------
+
+GRADER_FILE = """
+import rft
+
+@rft.grader
+def {name}(completion: str) -> float:
+    return 1.0
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register({name})
+"""
+
+
+def write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def test_two_plugins_registering_one_name_fail_naming_both(tmp_path):
+    a = write(tmp_path / "first.py", GRADER_FILE.format(name="shared"))
+    b = write(tmp_path / "second.py", GRADER_FILE.format(name="shared"))
+    with pytest.raises(PluginError) as info:
+        get_registry(get_plugin_manager([a, b], entry_points=False))
+    msg = str(info.value)
+    assert "'shared'" in msg and "first.py" in msg and "second.py" in msg and "RFT_DISABLE_PLUGINS" in msg
+
+
+def test_a_plugin_clashing_with_a_builtin_names_the_builtin(tmp_path):
+    p = write(tmp_path / "mine.py", GRADER_FILE.format(name="regex"))
+    with pytest.raises(
+        PluginError, match=r"'regex' is registered by plugin 'graders\.strings' and by plugin '.*mine\.py'"
+    ):
+        get_registry(get_plugin_manager([p], entry_points=False))
+
+
+def test_a_misspelled_hook_is_an_error_with_the_right_name(tmp_path):
+    p = write(tmp_path / "typo.py", "import rft\n\n@rft.hookimpl\ndef rft_register_grader(register):\n    pass\n")
+    with pytest.raises(PluginError, match=r"unknown hook 'rft_register_grader'.*did you mean 'rft_register_graders'"):
+        get_plugin_manager([p], entry_points=False)
+
+
+def test_rft_disable_plugins_blocks_a_plugin_file_and_a_builtin(tmp_path, monkeypatch):
+    p = write(tmp_path / "extra.py", GRADER_FILE.format(name="extra_grader"))
+    assert "extra_grader" in get_registry(get_plugin_manager([p], entry_points=False))
+    monkeypatch.setenv("RFT_DISABLE_PLUGINS", f"{Path(p).resolve()},graders.format")
+    registry = get_registry(get_plugin_manager([p], entry_points=False))
+    assert "extra_grader" not in registry
+    assert "think_format" not in registry and "math" in registry  # only the blocked built-in is gone
+
+
+# -- bring your own TRL reward function ---------------------------------------------------
+
+TRL_PLUGIN = '''
+import rft
+
+def reward_len(completions, **kwargs):
+    """TRL's documented example reward: closer to 20 characters is better."""
+    return [-abs(20 - len(c)) for c in completions]
+
+def reward_answer(prompts, completions, answer, **kwargs):
+    return [1.0 if a in c else 0.0 for c, a in zip(completions, answer)]
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register(reward_len)
+    register(reward_answer)
+'''
+
+
+def test_trl_reward_functions_register_unchanged_through_a_plugin_file(tmp_path):
+    p = write(tmp_path / "trl_rewards.py", TRL_PLUGIN)
+    gs = GraderSet.from_config(
+        {"graders": [{"name": "reward_len", "weight": 0.1}, {"name": "reward_answer"}]}, plugins=[p]
+    )
+    gs.check_inputs(["prompt", "answer"])  # `answer` is a column; prompts/completions are injected
+    samples = [Sample("x" * 20, item={"answer": "7"}, prompt="p"), Sample("it is 7", item={"answer": "7"}, prompt="p")]
+    lens = gs["reward_len"].grader.grade(samples)
+    answers = gs["reward_answer"].grader.grade(samples)
+    assert [o.score for o in lens] == [0.0, -13.0]
+    assert [o.score for o in answers] == [0.0, 1.0]
+    assert gs["reward_len"].grader.batched and gs["reward_len"].grader.plugin.endswith("trl_rewards.py")
+    with pytest.raises(Exception, match="needs column 'answer'"):
+        gs.check_inputs(["prompt"])
+
+
+# -- the examples -------------------------------------------------------------------------
+
+
+def test_five_line_example_is_five_lines_and_grades():
+    path = ROOT / "examples/graders/five_lines.py"
+    code = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith('"""')]
+    assert len(code) == 5
+    gs = GraderSet.from_config({"graders": [{"name": "says_answer"}]}, plugins=[str(path)])
+    outs = gs["says_answer"].grader.grade(
+        [Sample("It is 19.", item={"answer": "19"}), Sample("It is 18.", item={"answer": "19"})]
+    )
+    assert [o.score for o in outs] == [1.0, 0.0]
+
+
+def test_plugin_example_loads_from_a_grader_set_file_and_keeps_the_contract():
+    gs = GraderSet.from_file(ROOT / "examples/graders/keywords.yaml")
+    assert gs.ids == ["keyword_coverage", "shows_work"]
+    s = Sample("6 times 4 = 24, because boxes hold 6", item={})
+    assert [gs[i].grader.grade([s])[0].score for i in gs.ids] == [1.0, 1.0]
+    # check_grader pickles the grader: the plugin file's module must be importable by reference
+    check_grader(gs["keyword_coverage"].grader, [{"completion": "times"}, {"completion": "nothing"}])
