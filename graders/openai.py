@@ -22,51 +22,15 @@ names, ``+ - * / ^ **`` (``^`` is a power, as in OpenAI's formulas), comparisons
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rft
 from rft.errors import ConfigError
+from rft.formula import FORMULA_FUNCTIONS, evaluate_formula
 from rft.grading import Grade, Outcome, Sample
 
 __all__ = ["Multi", "FORMULA_FUNCTIONS", "evaluate_formula"]
-
-
-def _clip(x: float, lo: float, hi: float) -> float:
-    return max(lo, min(hi, x))
-
-
-#: Functions a ``calculate_output`` formula may call.
-FORMULA_FUNCTIONS = {
-    "min": min,
-    "max": max,
-    "abs": abs,
-    "round": round,
-    "floor": math.floor,
-    "ceil": math.ceil,
-    "exp": math.exp,
-    "sqrt": math.sqrt,
-    "log": math.log,
-    "clip": _clip,
-}
-
-
-def evaluate_formula(formula: str, names: Mapping[str, float]) -> float:
-    """Evaluate a ``calculate_output`` formula safely (simpleeval, never ``eval``).
-
-    >>> evaluate_formula("0.5 * a + b ^ 2", {"a": 1.0, "b": 0.5})
-    0.75
-    """
-    from simpleeval import SimpleEval
-
-    # OpenAI writes powers as `^`; Python's `**` has the precedence a power needs
-    value = SimpleEval(functions=FORMULA_FUNCTIONS, names=dict(names)).eval(formula.replace("^", "**"))
-    if isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, (int, float)):
-        raise TypeError(f"calculate_output {formula!r} gave {type(value).__name__} {value!r}, not a number")
-    return float(value)
 
 
 @rft.grader(name="multi", batched=True)
