@@ -16,6 +16,10 @@ __all__ = [
     "PluginError",
     "UnknownGraderError",
     "GraderError",
+    "GraderFailure",
+    "GraderInfrastructureError",
+    "JudgeParseError",
+    "JudgeBudgetError",
     "did_you_mean",
 ]
 
@@ -126,3 +130,38 @@ def _rebuild_grader_error(message, grader, plugin, kind, sample_index, sample, t
         sample=sample,
         traceback=traceback,
     )
+
+
+# ---------------------------------------------------------------------------
+# raised inside a grader to choose the kind of its error outcome
+# ---------------------------------------------------------------------------
+
+
+class GraderFailure(RFTError):
+    """Raised by a grader to record an error outcome of a specific kind.
+
+    :meth:`rft.Grader.grade` turns any other exception into a ``grader_error``
+    outcome; a subclass of this one becomes an outcome of kind :attr:`outcome_kind`
+    instead. The message is the outcome's ``error`` text.
+    """
+
+    #: the :class:`rft.OutcomeKind` value recorded for this error
+    outcome_kind: str = "grader_error"
+
+
+class GraderInfrastructureError(GraderFailure):
+    """Something the grader depends on failed (an endpoint down, retries exhausted,
+    an open circuit breaker); recorded as kind ``infrastructure``, never as a score."""
+
+    outcome_kind = "infrastructure"
+
+
+class JudgeBudgetError(GraderInfrastructureError):
+    """A model judge's token or cost budget is spent; every further judgment fails fast."""
+
+
+class JudgeParseError(GraderFailure):
+    """A model judge answered, but its reply holds no score or label that can be read;
+    recorded as kind ``judge_unparseable``."""
+
+    outcome_kind = "judge_unparseable"

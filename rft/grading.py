@@ -23,6 +23,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import logging
 import math
 import numbers
 import re
@@ -34,7 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rft.errors import ConfigError, GraderError, did_you_mean
+from rft.errors import ConfigError, GraderError, GraderFailure, did_you_mean
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "Grade",
@@ -86,7 +89,8 @@ class OutcomeKind(str, enum.Enum):
     GRADER_ERROR = "grader_error"  #: the grader raised
     INVALID_OUTPUT = "invalid_output"  #: NaN, inf, wrong type, wrong length, out of range
     TIMEOUT = "timeout"  #: the grader ran past its timeout and was stopped
-    INFRASTRUCTURE = "infrastructure"  #: the worker or actor running it died, node lost, …
+    INFRASTRUCTURE = "infrastructure"  #: the worker or actor running it died, node lost, endpoint down, …
+    JUDGE_UNPARSEABLE = "judge_unparseable"  #: a model judge replied without a readable score or label
 
     @property
     def is_error(self) -> bool:
@@ -174,6 +178,8 @@ def coerce_result(value: Any, *, grader: str, range: tuple[float, float] | None 
     """
     reason: str | None = None
     metrics: dict[str, float] = {}
+    if isinstance(value, Outcome):  # a batched grader reporting one sample's typed outcome as is
+        return value
     if isinstance(value, Grade):
         reason, metrics, value = value.reason, dict(value.metrics or {}), value.score
         bad = [k for k, v in metrics.items() if not _is_number(v) and not isinstance(v, bool)]
@@ -589,7 +595,12 @@ def _rebuild_grader(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Grader:
 def _errors(name: str, err: BaseException, n: int, latency: float) -> list[Outcome]:
     text = "".join(tb.format_exception(type(err), err, err.__traceback__))
     msg = f"grader {name!r} raised {type(err).__name__}: {err}"
-    return [Outcome.failure(OutcomeKind.GRADER_ERROR, msg, text, latency / max(n, 1)) for _ in range(n)]
+    kind = OutcomeKind.GRADER_ERROR
+    if isinstance(err, GraderFailure):  # the grader chose the kind (endpoint down, unparseable judge reply, …)
+        kind = OutcomeKind(err.outcome_kind)
+        msg = f"grader {name!r}: {err}"
+        text = None  # the message says it all; a stack of the grader's plumbing would bury it
+    return [Outcome.failure(kind, msg, text, latency / max(n, 1)) for _ in range(n)]
 
 
 def _spread_latency(outs: list[Outcome], total: float) -> None:
@@ -825,22 +836,16 @@ class GraderSet:
         0.5
         """
         if self.formula:
-            from simpleeval import EvalWithCompoundTypes
+            from rft.formula import evaluate_formula
 
-            names = {k: v for k, v in scores.items()}
-            if any(v is None for v in names.values()) and not _raise:
+            if any(v is None for v in scores.values()) and not _raise:
                 return None
-            ev = EvalWithCompoundTypes(
-                names=names,
-                functions={"min": min, "max": max, "abs": abs, "round": round, "sum": sum, "len": len,
-                           "sqrt": math.sqrt, "log": math.log, "exp": math.exp, "clip": _clip},
-            )
-            value = ev.eval(self.formula)
             if _raise:
-                return float(value)
+                return evaluate_formula(self.formula, scores)
             try:
-                return float(value)
-            except (TypeError, ValueError):
+                return evaluate_formula(self.formula, scores)
+            except (ArithmeticError, TypeError, ValueError) as err:  # e.g. a division by a zero score
+                logger.warning("formula %r failed on scores %s: %s; reward is None", self.formula, dict(scores), err)
                 return None
         total, seen = 0.0, False
         for e in self.entries:
@@ -915,10 +920,6 @@ class GraderSet:
         return cls.from_config(dict(spec), plugins=())
 
 
-def _clip(x: float, lo: float, hi: float) -> float:
-    return max(lo, min(hi, x))
-
-
 def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str = "graders[?]") -> GraderEntry:
     """Build one :class:`GraderEntry` from a grader-set entry.
 
@@ -946,6 +947,8 @@ def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str =
         registered = registry.get(gname)
     except KeyError as err:
         raise ConfigError(str(err), file=file, key=f"{key}.{'name' if 'type' not in item else 'type'}") from None
+    if "range" in common and registered.is_factory and "range" in registered.params:
+        params = {**params, "range": common["range"]}  # the factory uses it too (e.g. score_model)
     try:
         g = registered.make(params)
     except (TypeError, ValueError, ConfigError) as err:

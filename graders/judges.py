@@ -1,0 +1,759 @@
+"""Model judges: OpenAI's ``score_model`` and ``label_model`` graders.
+
+A judge sends chat messages, templated from the dataset row and the completion, to a
+model and reads a score or a label from its reply. OpenAI's grader JSON works as is::
+
+    graders:
+      - type: score_model
+        name: helpful
+        model: qwen2.5-7b-instruct
+        input:
+          - role: system
+            content: Rate how well the answer solves the task.
+          - role: user
+            content: "Task: {{item.question}}\\nAnswer: {{sample.output_text}}"
+        range: [0, 10]
+        sampling_params: {temperature: 0, max_completions_tokens: 256}
+        # where and how hard (all optional; env defaults shown)
+        base_url: http://127.0.0.1:8000/v1  # $RFT_JUDGE_BASE_URL, $OPENAI_BASE_URL, OpenAI
+        api_key_env: MY_KEY                  # else $RFT_JUDGE_API_KEY, $OPENAI_API_KEY
+        max_concurrency: 16
+        requests_per_minute: 600
+        prices: {input: 0.15, output: 0.60}  # USD per 1M tokens
+        budget_usd: 5
+      - type: label_model
+        name: tone
+        model: qwen2.5-7b-instruct
+        input: [{role: user, content: "Classify the tone: {{sample.output_text}}"}]
+        labels: [polite, neutral, rude]
+        passing_labels: [polite, neutral]
+
+Backends:
+
+- ``openai`` (default): any OpenAI-compatible ``/chat/completions`` endpoint (vLLM,
+  llama.cpp server, Ollama, OpenAI) through :mod:`rft.llm_client`: a concurrency
+  limit, rate limits, retries on transient errors only, a circuit breaker, a deadline
+  per judgment, token and cost accounting and an optional budget.
+- ``transformers``: ``model`` is a local Hugging Face model folder, loaded once per
+  process (so once per grader actor under Ray) and batched across concurrent
+  judgments. It does not generate: it compares the log-probabilities of the
+  candidate answers (each score, or each label) after the prompt, so every reply is
+  readable; ``score_model`` reports the probability-weighted mean score.
+
+Outcomes: a reply without a readable score or label is ``judge_unparseable``
+(:class:`rft.errors.JudgeParseError`); a dead endpoint, exhausted retries or a spent
+budget is ``infrastructure``; a rejected request (wrong model name, bad key) is
+``grader_error``; a judgment past its ``deadline`` is ``timeout``. None of them is ever
+a score. A template that reads a part of the completion that is not there
+(``{{sample.output_json.x}}`` without JSON) scores the low end of the range, with the
+reason, as ``string_check`` does; a dataset column that is not there is an error. Each score carries sub-metrics
+``judge_prompt_tokens``, ``judge_completion_tokens``, ``judge_attempts`` and, with
+prices, ``judge_cost_usd``.
+
+Limits and budgets hold per process: with N scoring workers or Ray actors an endpoint
+sees up to N × ``max_concurrency`` requests at once, so divide the server's capacity by N.
+
+Endpoint settings named like the grader-entry keys ``timeout`` and ``retries`` (which
+the scoring engine applies around the whole call) are ``request_timeout`` and
+``max_retries`` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import rft
+from rft.errors import ConfigError, GraderFailure, JudgeParseError, did_you_mean
+from rft.grading import Grade, Sample
+from rft.llm_client import EndpointConfig, get_endpoint, run_on_client_loop
+from rft.templates import Template, TemplateError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ScoreModel", "LabelModel", "parse_score", "parse_label"]
+
+ROLES = ("system", "developer", "user", "assistant")
+BACKENDS = ("openai", "transformers")
+#: Environment variable giving the judge model when an entry names none.
+MODEL_ENV = "RFT_JUDGE_MODEL"
+
+_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_NUMBER = r"[-+]?\d+(?:\.\d+)?"
+_SCORE_LINE = re.compile(rf"\b(?:score|rating|grade|result)\b\s*(?:is|=|:)?\s*[*_`\"']*\s*({_NUMBER})", re.I)
+_LABEL_LINE = re.compile(r"\b(?:label|class|category|classification)\b\s*(?:is|=|:)\s*[*_`\"']*\s*([^\n]+)", re.I)
+
+
+# ---------------------------------------------------------------------------
+# reading replies
+# ---------------------------------------------------------------------------
+
+
+def _strip(text: str) -> str:
+    return _THINK.sub("", text or "").strip()
+
+
+def _short(text: str, n: int = 160) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
+    """Read a score from a judge's reply; returns ``(score, explanation)``.
+
+    Understands JSON (``{"score": 7}``, also ``result``/``rating``/``grade``), a
+    ``Score: 7`` line (the last one wins), and a reply that is just a number.
+    ``<think>…</think>`` blocks are ignored.
+
+    Raises:
+        JudgeParseError: no score, or one outside ``[low, high]``.
+
+    >>> parse_score("Clear and correct.\\nScore: 8", 0, 10)
+    (8.0, 'Clear and correct.')
+    >>> parse_score('{"score": 0.25, "reason": "partly right"}', 0, 1)
+    (0.25, 'partly right')
+    >>> parse_score("0.5", 0, 1)[0]
+    0.5
+    """
+    from rft.parsing import extract_json
+
+    body = _strip(text)
+    value: Any = None
+    explanation = ""
+    found, obj = extract_json(body)
+    if found and isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        value = obj
+    elif found and isinstance(obj, Mapping):
+        for key in ("score", "result", "rating", "grade"):
+            if key in obj:
+                value = obj[key]
+                break
+        explanation = str(obj.get("reason") or obj.get("explanation") or obj.get("reasoning") or "")
+    if value is None:
+        matches = list(_SCORE_LINE.finditer(body))
+        if matches:
+            value = matches[-1].group(1)
+            explanation = body[: matches[-1].start()].strip()
+    try:
+        score = float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        score = None
+    if score is None or math.isnan(score):
+        raise JudgeParseError(
+            f"no score in the judge's reply {_short(text)!r}; expected a number from {low:g} to {high:g}, "
+            "e.g. a last line 'Score: <number>' or JSON {\"score\": <number>}"
+        )
+    if not low <= score <= high:
+        raise JudgeParseError(f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {_short(text)!r})")
+    return score, _short(explanation, 300)
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[\s*_`\"'.,;:!()\[\]]+", " ", s).strip().casefold()
+
+
+def parse_label(text: str, labels: Sequence[str]) -> tuple[str, str]:
+    """Read one of ``labels`` from a judge's reply; returns ``(label, explanation)``.
+
+    Understands JSON (``{"label": "…"}``), a ``Label: …`` line (the last one wins), a
+    reply that is just the label, and a reply that names exactly one of the labels.
+    Case and surrounding punctuation are ignored.
+
+    Raises:
+        JudgeParseError: no label, an unknown one, or several.
+
+    >>> parse_label("The reply is courteous.\\nLabel: Polite", ["polite", "rude"])
+    ('polite', 'The reply is courteous.')
+    >>> parse_label("rude.", ["polite", "rude"])[0]
+    'rude'
+    >>> parse_label("It is not correct, it is incorrect", ["correct", "incorrect"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rft.errors.JudgeParseError: the judge's reply names several labels ('correct', 'incorrect'): ...
+    """
+    from rft.parsing import extract_json
+
+    body = _strip(text)
+    by_norm = {_norm(lab): lab for lab in labels}
+    listed = ", ".join(labels)
+    found, obj = extract_json(body)
+    if found and isinstance(obj, Mapping):
+        for key in ("label", "result", "classification", "category", "class"):
+            if isinstance(obj.get(key), str):
+                got = _norm(obj[key])
+                if got in by_norm:
+                    return by_norm[got], _short(str(obj.get("reason") or obj.get("explanation") or ""), 300)
+                raise JudgeParseError(f"the judge answered label {obj[key]!r}, which is not one of: {listed}")
+    matches = list(_LABEL_LINE.finditer(body))
+    if matches:
+        got = _norm(matches[-1].group(1))
+        if got in by_norm:
+            return by_norm[got], _short(body[: matches[-1].start()].strip(), 300)
+    if _norm(body) in by_norm:
+        return by_norm[_norm(body)], ""
+    named = [lab for lab in labels if re.search(rf"(?<![\w-]){re.escape(lab)}(?![\w-])", body, re.I)]
+    if len(named) == 1:
+        return named[0], _short(body, 300)
+    if len(named) > 1:
+        raise JudgeParseError(
+            f"the judge's reply names several labels ({', '.join(map(repr, named))}): {_short(text)!r}; "
+            f"expected exactly one of: {listed}"
+        )
+    raise JudgeParseError(f"no label in the judge's reply {_short(text)!r}; expected one of: {listed}")
+
+
+# ---------------------------------------------------------------------------
+# the judges
+# ---------------------------------------------------------------------------
+
+
+class _Message:
+    """One ``input`` message with its templates (OpenAI's shape; text parts templated)."""
+
+    def __init__(self, spec: Any, where: str):
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"{where} must be a mapping with `role` and `content`, got {spec!r}")
+        unknown = [k for k in spec if k not in ("role", "content", "type")]
+        if unknown:
+            raise ConfigError(f"{where} has unknown key {unknown[0]!r}; {did_you_mean(unknown[0], ['role', 'content', 'type'])}")
+        role = spec.get("role")
+        if role not in ROLES:
+            raise ConfigError(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}")
+        self.role = "system" if role == "developer" else role
+        content = spec.get("content")
+        self.text: Template | None = None
+        self.parts: list[tuple[dict[str, Any], Template | None]] = []
+        if isinstance(content, str):
+            self.text = Template(content, where=f"{where}.content")
+        elif isinstance(content, Mapping):
+            content = [content]
+        if isinstance(content, list):
+            for i, part in enumerate(content):
+                if not isinstance(part, Mapping):
+                    raise ConfigError(f"{where}.content[{i}] must be a mapping such as {{type: input_text, text: …}}")
+                if "text" in part:
+                    self.parts.append(({**part, "type": "text"}, Template(part["text"], where=f"{where}.content[{i}]")))
+                else:
+                    self.parts.append((dict(part), None))
+        elif self.text is None:
+            raise ConfigError(f"{where}.content must be a string or a list of parts, got {content!r}")
+
+    def __repr__(self) -> str:  # stable across processes: part of the grader's cache identity
+        content = self.text.text if self.text is not None else [p for p, _ in self.parts]
+        return f"{{role: {self.role}, content: {content!r}}}"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        temps = [self.text] if self.text is not None else [t for _, t in self.parts if t is not None]
+        return tuple(c for t in temps for c in t.columns)
+
+    def render(self, sample: Sample) -> dict[str, Any]:
+        if self.text is not None:
+            return {"role": self.role, "content": self.text.render(sample)}
+        parts = [{**p, "text": t.render(sample)} if t is not None else p for p, t in self.parts]
+        return {"role": self.role, "content": parts}
+
+
+def _append_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:
+    """Add the reply-format instruction to the last user message (some chat templates
+    refuse a system message after the first one)."""
+    out = [dict(m) for m in messages]
+    for m in reversed(out):
+        if m["role"] == "user":
+            if isinstance(m["content"], str):
+                m["content"] = f"{m['content']}\n\n{instruction}"
+            else:
+                m["content"] = [*m["content"], {"type": "text", "text": instruction}]
+            return out
+    return [*out, {"role": "user", "content": instruction}]
+
+
+def _settings(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """The shared keyword settings of a judge's ``__init__`` (its parameters after ``*``)."""
+    import inspect
+
+    names = [p.name for p in inspect.signature(_ModelJudge.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    return {n: scope[n] for n in names}
+
+
+def _flat_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+
+
+class _ModelJudge:
+    """What score_model and label_model share: messages, the endpoint, the backend."""
+
+    _type = "judge"
+
+    def __init__(
+        self,
+        input: Sequence[Mapping[str, Any]],  # noqa: A002 - OpenAI's field name
+        model: str | None = None,
+        *,
+        name: str | None = None,
+        sampling_params: Mapping[str, Any] | None = None,
+        backend: str = "openai",
+        instructions: bool = True,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        request_timeout: float = 60.0,
+        max_retries: int = 4,
+        deadline: float | None = 180.0,
+        breaker_failures: int = 10,
+        breaker_cooldown: float = 30.0,
+        prices: Mapping[str, float] | None = None,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+        device: str | None = None,
+        batch_size: int = 16,
+    ):
+        t = self._type
+        if backend not in BACKENDS:
+            raise ConfigError(f"{t}: unknown backend {backend!r}; {did_you_mean(str(backend), BACKENDS)}")
+        if isinstance(input, (str, Mapping)) or not isinstance(input, Sequence) or not input:
+            raise ConfigError(f"{t}: `input` must be a non-empty list of messages ({{role, content}}), got {input!r}")
+        self.name = name
+        self.backend = backend
+        self.messages = [_Message(m, f"{t} input[{i}]") for i, m in enumerate(input)]
+        self.model = model or os.environ.get(MODEL_ENV)
+        if not self.model:
+            raise ConfigError(
+                f"{t}: `model` is missing: name the judge model "
+                f"({'a local model folder' if backend == 'transformers' else 'as the endpoint knows it'}) "
+                f"or set ${MODEL_ENV}"
+            )
+        if sampling_params is not None and not isinstance(sampling_params, Mapping):
+            raise ConfigError(f"{t}: `sampling_params` must be a mapping, got {sampling_params!r}")
+        self.sampling_params = dict(sampling_params or {})
+        self.instructions = bool(instructions)
+        self.device = device
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"{t}: `batch_size` must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.endpoint: EndpointConfig | None = None
+        if backend == "openai":
+            try:
+                self.endpoint = EndpointConfig.resolve(
+                    base_url=base_url,
+                    api_key=api_key,
+                    api_key_env=api_key_env,
+                    prices=prices,
+                    max_concurrency=max_concurrency,
+                    requests_per_minute=requests_per_minute,
+                    tokens_per_minute=tokens_per_minute,
+                    request_timeout=request_timeout,
+                    max_retries=max_retries,
+                    deadline=deadline,
+                    breaker_failures=breaker_failures,
+                    breaker_cooldown=breaker_cooldown,
+                    budget_usd=budget_usd,
+                    budget_tokens=budget_tokens,
+                )
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{t}: {err}") from err
+        else:
+            if not os.path.isdir(self.model):
+                raise ConfigError(
+                    f"{t}: backend transformers needs `model` to be a local model folder; {self.model!r} is not one"
+                )
+        self.rft_columns = tuple(dict.fromkeys(c for m in self.messages for c in m.columns))
+
+    def __repr__(self) -> str:
+        where = self.endpoint.base_url if self.endpoint else "transformers"
+        return f"{type(self).__name__}(model={self.model!r}, {where})"
+
+    # -- what subclasses define ----------------------------------------------
+    def _instruction(self) -> str:
+        raise NotImplementedError
+
+    def _candidates(self) -> list[str]:
+        raise NotImplementedError
+
+    def _read(self, text: str) -> Grade:
+        raise NotImplementedError
+
+    def _from_probs(self, probs: list[float]) -> Grade:
+        raise NotImplementedError
+
+    def _missing(self, err: TemplateError) -> Grade:
+        raise NotImplementedError
+
+    # -- judging ---------------------------------------------------------------
+    def render(self, sample: Sample) -> list[dict[str, Any]]:
+        """The chat messages sent for ``sample`` (reply-format instruction included).
+
+        Raises:
+            TemplateError: the row or the completion lacks a referenced key.
+        """
+        messages = [m.render(sample) for m in self.messages]
+        return _append_instruction(messages, self._instruction()) if self.instructions else messages
+
+    async def __call__(self, sample: Sample) -> Grade:
+        try:
+            messages = self.render(sample)
+        except TemplateError as err:
+            if err.source == "sample":  # the completion lacks what the template reads: the model's miss
+                return self._missing(err)
+            raise
+        if self.backend == "transformers":
+            probs = await _local_model(self.model, self.device, self.batch_size).probabilities(messages, self._candidates())
+            return self._from_probs(probs)
+        if self.endpoint is None:  # pragma: no cover - __init__ sets it for the openai backend
+            raise ConfigError(f"{self._type}: no endpoint configured")
+        result = await get_endpoint(self.endpoint).chat(messages, self.model, self._params())
+        if not result.content.strip():
+            raise JudgeParseError(
+                f"the judge returned an empty reply (finish_reason={result.finish_reason!r}); "
+                "raise sampling_params.max_completions_tokens if it ran out of tokens"
+            )
+        grade = self._read(result.content)
+        metrics = {
+            **grade.metrics,
+            "judge_prompt_tokens": float(result.prompt_tokens),
+            "judge_completion_tokens": float(result.completion_tokens),
+            "judge_attempts": float(result.attempts),
+        }
+        if result.cost_usd is not None:
+            metrics["judge_cost_usd"] = result.cost_usd
+        return Grade(grade.score, grade.reason, metrics)
+
+    def _params(self) -> dict[str, Any]:
+        params = dict(self.sampling_params)
+        if "max_completions_tokens" in params:  # OpenAI graders' spelling
+            n = params.pop("max_completions_tokens")
+            openai = self.endpoint is not None and "api.openai.com" in self.endpoint.base_url
+            params["max_completion_tokens" if openai else "max_tokens"] = n
+        return params
+
+
+@rft.grader(name="score_model")
+class ScoreModel(_ModelJudge):
+    """OpenAI score_model: a model rates the completion with a number in ``range``.
+
+    Args:
+        input: chat messages; ``{{item.x}}`` and ``{{sample.output_text}}`` are templated.
+        model: the judge model (a local folder for ``backend: transformers``).
+        range: ``[low, high]`` of the score (default ``[0, 1]``); a reply outside it is
+            ``judge_unparseable``.
+        sampling_params: sent with the request (``temperature``, ``seed``, ``top_p``,
+            ``max_completions_tokens``, ``reasoning_effort``, …).
+        instructions: append a line telling the judge how to format its answer.
+        backend: ``openai`` (an HTTP endpoint) or ``transformers`` (a local model).
+        base_url, api_key, api_key_env, max_concurrency, requests_per_minute,
+        tokens_per_minute, request_timeout, max_retries, deadline, breaker_failures,
+        breaker_cooldown, prices, budget_usd, budget_tokens: the endpoint, see
+            :class:`rft.llm_client.EndpointConfig`.
+        device, batch_size: the local model's device and rows per forward pass.
+
+    >>> judge = ScoreModel(input=[{"role": "user", "content": "Rate: {{sample.output_text}}"}],
+    ...                    model="m", base_url="http://127.0.0.1:9/v1", range=[1, 5])
+    >>> judge.render(Sample("Paris"))[0]["content"]
+    "Rate: Paris\\n\\nEnd your reply with a line 'Score: <number from 1 to 5>'."
+    """
+
+    _type = "score_model"
+
+    def __init__(
+        self,
+        input: Sequence[Mapping[str, Any]],  # noqa: A002 - OpenAI's field name
+        model: str | None = None,
+        range: Sequence[float] = (0.0, 1.0),  # noqa: A002 - OpenAI's field name
+        *,
+        name: str | None = None,
+        sampling_params: Mapping[str, Any] | None = None,
+        backend: str = "openai",
+        instructions: bool = True,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        request_timeout: float = 60.0,
+        max_retries: int = 4,
+        deadline: float | None = 180.0,
+        breaker_failures: int = 10,
+        breaker_cooldown: float = 30.0,
+        prices: Mapping[str, float] | None = None,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+        device: str | None = None,
+        batch_size: int = 16,
+    ):
+        if not (
+            isinstance(range, Sequence)
+            and len(range) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in range)
+            and range[0] < range[1]
+        ):
+            raise ConfigError(f"score_model: `range` must be [low, high] with low < high, got {range!r}")
+        self.range = (float(range[0]), float(range[1]))
+        super().__init__(input, model, **_settings(locals()))
+
+    def _instruction(self) -> str:
+        lo, hi = self.range
+        if self.backend == "transformers":
+            return f"Answer with only a number from {lo:g} to {hi:g}."
+        return f"End your reply with a line 'Score: <number from {lo:g} to {hi:g}>'."
+
+    def _values(self) -> list[float]:
+        lo, hi = self.range
+        if lo == int(lo) and hi == int(hi) and hi - lo <= 10:
+            return [float(v) for v in range(int(lo), int(hi) + 1)]
+        return [lo + (hi - lo) * i / 10 for i in range(11)]
+
+    def _candidates(self) -> list[str]:
+        return [f"{v:g}" for v in self._values()]
+
+    def _read(self, text: str) -> Grade:
+        score, why = parse_score(text, *self.range)
+        return Grade(score, why or f"judge score {score:g}")
+
+    def _from_probs(self, probs: list[float]) -> Grade:
+        values = self._values()
+        score = sum(p * v for p, v in zip(probs, values, strict=True))
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return Grade(
+            min(max(score, self.range[0]), self.range[1]),
+            f"expected score {score:.3g} (most likely {values[best]:g}, p={probs[best]:.2f})",
+            {"judge_confidence": probs[best]},
+        )
+
+    def _missing(self, err: TemplateError) -> Grade:
+        return Grade(self.range[0], reason=str(err))
+
+
+@rft.grader(name="label_model")
+class LabelModel(_ModelJudge):
+    """OpenAI label_model: a model picks one of ``labels``; 1.0 when it is a passing label.
+
+    Args:
+        input: chat messages; ``{{item.x}}`` and ``{{sample.output_text}}`` are templated.
+        model: the judge model (a local folder for ``backend: transformers``).
+        labels: the labels the judge chooses from.
+        passing_labels: the labels that score 1.0 (others score 0.0).
+        Other settings: as for :class:`ScoreModel`.
+
+    >>> judge = LabelModel(input=[{"role": "user", "content": "{{sample.output_text}}"}], model="m",
+    ...                    base_url="http://127.0.0.1:9/v1", labels=["good", "bad"], passing_labels=["good"])
+    >>> judge._read("Label: good").score, judge._read("Label: good").reason
+    (1.0, 'label: good')
+    """
+
+    _type = "label_model"
+
+    def __init__(
+        self,
+        input: Sequence[Mapping[str, Any]],  # noqa: A002
+        model: str | None = None,
+        labels: Sequence[str] = (),
+        passing_labels: Sequence[str] = (),
+        *,
+        name: str | None = None,
+        sampling_params: Mapping[str, Any] | None = None,
+        backend: str = "openai",
+        instructions: bool = True,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int = 16,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        request_timeout: float = 60.0,
+        max_retries: int = 4,
+        deadline: float | None = 180.0,
+        breaker_failures: int = 10,
+        breaker_cooldown: float = 30.0,
+        prices: Mapping[str, float] | None = None,
+        budget_usd: float | None = None,
+        budget_tokens: int | None = None,
+        device: str | None = None,
+        batch_size: int = 16,
+    ):
+        if isinstance(labels, str) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+            raise ConfigError(f"label_model: `labels` must be a non-empty list of strings, got {labels!r}")
+        if len({_norm(x) for x in labels}) != len(labels):
+            raise ConfigError(f"label_model: `labels` has duplicates (ignoring case): {list(labels)!r}")
+        if isinstance(passing_labels, str) or not passing_labels:
+            raise ConfigError(f"label_model: `passing_labels` must be a non-empty list of labels, got {passing_labels!r}")
+        bad = [x for x in passing_labels if x not in labels]
+        if bad:
+            raise ConfigError(f"label_model: passing label {bad[0]!r} is not in `labels`; {did_you_mean(str(bad[0]), labels)}")
+        self.labels = list(labels)
+        self.passing_labels = list(passing_labels)
+        super().__init__(input, model, **_settings(locals()))
+
+    def _instruction(self) -> str:
+        listed = ", ".join(self.labels)
+        if self.backend == "transformers":
+            return f"Answer with only one of: {listed}."
+        return f"End your reply with a line 'Label: <one of: {listed}>'."
+
+    def _candidates(self) -> list[str]:
+        return list(self.labels)
+
+    def _grade(self, label: str, why: str, metrics: Mapping[str, float] | None = None) -> Grade:
+        reason = f"label: {label}" + (f" — {why}" if why else "")
+        return Grade(1.0 if label in self.passing_labels else 0.0, reason, dict(metrics or {}))
+
+    def _read(self, text: str) -> Grade:
+        label, why = parse_label(text, self.labels)
+        return self._grade(label, why)
+
+    def _from_probs(self, probs: list[float]) -> Grade:
+        best = max(range(len(probs)), key=probs.__getitem__)
+        return self._grade(self.labels[best], f"p={probs[best]:.2f}", {"judge_confidence": probs[best]})
+
+    def _missing(self, err: TemplateError) -> Grade:
+        return Grade(0.0, reason=str(err))
+
+
+# ---------------------------------------------------------------------------
+# the local transformers backend
+# ---------------------------------------------------------------------------
+
+_models_lock = threading.Lock()
+_models: dict[tuple[str, str | None, int], _LocalModel] = {}
+
+
+def _local_model(path: str, device: str | None, batch_size: int) -> _LocalModel:
+    """The process's :class:`_LocalModel` for ``path`` (loaded on first use, shared by
+    every judge on that model; the largest ``batch_size`` asked for wins)."""
+    key = (os.path.abspath(path), device, os.getpid())
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = _LocalModel(key[0], device, batch_size)
+        model.batch_size = max(model.batch_size, batch_size)
+        return model
+
+
+class _LocalModel:
+    """A local causal LM scoring candidate answers, shared by the judges of a process.
+
+    Judgments awaited together are gathered into batches (on the client loop) and
+    scored in one forward pass per ``batch_size`` rows, in a worker thread.
+    """
+
+    def __init__(self, path: str, device: str | None, batch_size: int, wait_s: float = 0.005):
+        self.path = path
+        self.device = device
+        self.batch_size = batch_size
+        self.wait_s = wait_s
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._queue: list[tuple[list[dict[str, Any]], list[str], asyncio.Future[list[float]]]] = []
+        self._runner: asyncio.Task[None] | None = None
+        self.forward_passes = 0
+
+    async def probabilities(self, messages: list[dict[str, Any]], candidates: list[str]) -> list[float]:
+        """The probability of each candidate as the reply to ``messages`` (normalized)."""
+        return await run_on_client_loop(self._submit(messages, candidates))
+
+    async def _submit(self, messages: list[dict[str, Any]], candidates: list[str]) -> list[float]:
+        fut: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+        self._queue.append((messages, candidates, fut))
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self.wait_s)  # let judgments awaited together join this batch
+        while self._queue:
+            batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
+            try:
+                results = await asyncio.to_thread(self._score, [(m, c) for m, c, _ in batch])
+            except Exception as err:  # noqa: BLE001 - handed to every waiting judgment
+                wrapped = GraderFailure(f"local judge {self.path}: {type(err).__name__}: {err}")
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(wrapped)
+                continue
+            for (_, _, fut), probs in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(probs)
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        logger.info("loading local judge %s on %s", self.path, device)
+        self._tokenizer = AutoTokenizer.from_pretrained(self.path)
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype)
+        self._model = model.to(device).eval()
+        self.device = device
+
+    def _prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        tok = self._tokenizer
+        flat = [{"role": m["role"], "content": _flat_text(m["content"])} for m in messages]
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(flat, add_generation_prompt=True, tokenize=False)
+        else:
+            text = "\n\n".join(m["content"] for m in flat) + "\n\nAnswer: "
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    def _score(self, requests: list[tuple[list[dict[str, Any]], list[str]]]) -> list[list[float]]:
+        import torch
+
+        self._load()
+        tok, model = self._tokenizer, self._model
+        limit = getattr(model.config, "max_position_embeddings", None)
+        rows: list[tuple[int, list[int], int]] = []  # (request index, ids, prompt length)
+        for r, (messages, candidates) in enumerate(requests):
+            prompt = self._prompt_ids(messages)
+            for cand in candidates:
+                ids = prompt + list(tok(cand, add_special_tokens=False)["input_ids"])
+                if limit is not None and len(ids) > limit:
+                    raise ValueError(f"the judge prompt has {len(ids)} tokens; the model allows {limit}")
+                rows.append((r, ids, len(prompt)))
+        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        logps: list[float] = []
+        with torch.inference_mode():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                width = max(len(ids) for _, ids, _ in chunk)
+                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                for i, (_, ids, _) in enumerate(chunk):
+                    input_ids[i, : len(ids)] = torch.tensor(ids)
+                    mask[i, : len(ids)] = 1
+                logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
+                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+                self.forward_passes += 1
+                for i, (_, ids, plen) in enumerate(chunk):
+                    targets = torch.tensor(ids[plen:])
+                    positions = torch.arange(plen - 1, len(ids) - 1)
+                    logps.append(float(logprobs[i, positions, targets].sum()))
+        out: list[list[float]] = [[] for _ in requests]
+        for (r, _, _), lp in zip(rows, logps, strict=True):
+            out[r].append(lp)
+        return [_softmax(v) for v in out]
+
+
+def _softmax(values: list[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register(ScoreModel)
+    register(LabelModel)
