@@ -45,14 +45,23 @@ def rft_register_graders(register: Callable[..., Any]) -> None:
 
 
 @hookspec
-def rft_advisor_signals(rows: list[dict[str, Any]], stats: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Contribute extra signals to the SFT-vs-RFT advisor.
+def rft_advisor_signals(
+    rows: list[dict[str, Any]],
+    stats: dict[str, Any],
+    verifiability: dict[str, Any] | None,
+    probe: dict[str, Any] | None,
+) -> list[dict[str, Any]] | None:
+    """Contribute extra signals to the SFT-vs-RFT advisor (``rft advise``).
 
     Args:
-        rows: the dataset rows (normalized dicts).
-        stats: the statistics the advisor computed so far.
+        rows: the dataset rows, as loaded.
+        stats: the dataset statistics the advisor computed (``stats`` of ``--json``).
+        verifiability: the grader checks (``verifiability`` of ``--json``).
+        probe: the base-model probe results, or None when no probe ran.
 
-    Return a list of signals, each ``{"name": str, "value": Any, "reason": str}``
-    optionally with ``"vote": "sft" | "rft" | ...`` to sway the recommendation;
-    ``None`` contributes nothing.
+    Return a list of signals, each ``{"name": str, "value": <JSON value>, "reason": str}``
+    optionally with ``"vote"`` (one of ``sft``, ``rft``, ``sft_then_rft``,
+    ``rft_with_judge``, ``collect_labels``, ``none``); when every vote agrees it decides
+    the recommendation, as the last step of the decision path. ``None`` contributes
+    nothing. Signals appear in the report and under ``signals`` in ``--json``.
     """
