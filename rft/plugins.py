@@ -45,6 +45,14 @@ DISABLE_ENV = "RFT_DISABLE_PLUGINS"
 #: Modules of built-in graders, registered like any plugin.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "graders.strings",
+    "graders.similarity",
+    "graders.structured",
+    "graders.mathematics",
+    "graders.format",
+    "graders.openai",
+    "graders.judges",
+    "graders.remote",
+    "graders.code",
 )
 
 
@@ -243,8 +251,9 @@ def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
     if cached is not None:
         return cached
     registry = GraderRegistry()
-    # reversed: pluggy calls the last-registered first; we want registration order
-    for impl in reversed(pm.hook.rft_register_graders.get_hookimpls()):
+    # get_hookimpls() is in registration order (built-ins, entry points, files): a clash
+    # then names the earlier plugin as the owner and the later one as the one to block
+    for impl in pm.hook.rft_register_graders.get_hookimpls():
         plugin_name = impl.plugin_name
 
         def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
