@@ -1,0 +1,47 @@
+"""The RFT stage: TRL's GRPOTrainer with LoRA, rewards from the grader set."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from rft.data import Example, grpo_dataset
+from rft.train.rewards import RewardBridge
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_grpo_trainer"]
+
+
+def build_grpo_trainer(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    bridge: RewardBridge,
+    *,
+    trl_args: dict[str, Any],
+    lora: Any = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """A ``trl.GRPOTrainer`` with one reward function per grader.
+
+    Args:
+        model: a plain model (a fresh LoRA from ``lora`` is added) or a ``PeftModel`` whose
+            adapter is trainable (the SFT adapter, continued; ``lora`` must be None).
+        bridge: the :class:`RewardBridge` over the grader set and executor.
+        trl_args: keyword arguments for ``trl.GRPOConfig`` (:meth:`rft.config.RunConfig.rft_trl_args`).
+    """
+    from trl import GRPOConfig, GRPOTrainer
+
+    dataset = grpo_dataset(list(examples), tokenizer)
+    args = GRPOConfig(**{**trl_args, "reward_weights": bridge.reward_weights})
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=bridge.reward_funcs(),
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora.to_peft() if lora is not None else None,
+        callbacks=list(callbacks),
+    )

@@ -1,0 +1,445 @@
+"""The run pipeline behind ``rft train``: eval → SFT → eval → RFT → eval → report.
+
+Run directory (``output_dir``)::
+
+    config.resolved.yaml   the config with every default filled in
+    run.json               model resolution, stage status
+    metrics.jsonl          one record per logged step ({"stage", "step", …TRL logs})
+    rollouts.jsonl         every scored RFT completion: prompt, completion, per-grader score/reason/error
+    eval.json              held-out results: base, sft, rft
+    sft/checkpoints/       TRL checkpoints (complete once they hold rft-complete.json)
+    sft/adapter/           the SFT LoRA adapter
+    rft/checkpoints/
+    adapter/               the final LoRA adapter (PeftModel.from_pretrained(base, "adapter"))
+    report.md, *.png       the summary
+
+A stage that finished is skipped on ``--resume``; a stage that was interrupted continues
+from its last complete checkpoint with the same data order (TRL's seeded sampler and the
+RNG states saved in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rft.config import RunConfig
+from rft.data import DataSplits, load_splits
+from rft.errors import ConfigError, RFTError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Plan", "RunPaths", "export_merged", "load_trained", "make_plan", "run_training"]
+
+STAGES = ("sft", "rft")
+
+
+@dataclass
+class RunPaths:
+    """Where a run keeps its files."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+
+    config = property(lambda self: self.root / "config.resolved.yaml")
+    run_json = property(lambda self: self.root / "run.json")
+    metrics = property(lambda self: self.root / "metrics.jsonl")
+    rollouts = property(lambda self: self.root / "rollouts.jsonl")
+    eval_json = property(lambda self: self.root / "eval.json")
+    report = property(lambda self: self.root / "report.md")
+    adapter = property(lambda self: self.root / "adapter")
+
+    def checkpoints(self, stage: str) -> Path:
+        return self.root / stage / "checkpoints"
+
+    def stage_adapter(self, stage: str) -> Path:
+        return self.root / stage / "adapter"
+
+    def done(self, stage: str) -> Path:
+        return self.root / stage / "DONE"
+
+
+@dataclass
+class Plan:
+    """What ``rft train`` will do (``--dry-run`` prints it)."""
+
+    config: RunConfig
+    splits: DataSplits
+    grader_set: Any
+    model: Any  # rft.models.ResolvedModel
+    stages: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self.config
+        d: dict[str, Any] = {
+            "config": cfg.source,
+            "output_dir": str(cfg.output_dir),
+            "model": {"name": cfg.model.name, "kind": self.model.kind, "path": str(self.model.path)},
+            "data": {
+                "train_rows": len(self.splits.train),
+                "train_rows_with_reference": sum(e.reference is not None for e in self.splits.train),
+                "eval_rows": len(self.splits.eval),
+                "skipped_rows": self.splits.skipped,
+                "columns": sorted(self.splits.columns),
+            },
+            "graders": [{"id": e.id, "grader": e.grader.name, "weight": e.weight, "inputs": list(e.grader.inputs)} for e in self.grader_set]
+            if self.grader_set is not None
+            else [],
+            "formula": getattr(self.grader_set, "formula", None),
+            "scoring": {"executor": cfg.scoring.executor, "num_workers": cfg.scoring.num_workers},
+            "stages": {},
+            "eval": {"enabled": cfg.eval.enabled and bool(self.splits.eval), "rows": min(len(self.splits.eval), cfg.eval.max_rows or 10**9)},
+        }
+        if cfg.model.gguf_file or self.model.gguf_file:
+            d["model"]["gguf_file"] = self.model.gguf_file
+        if "sft" in self.stages:
+            a = cfg.sft_trl_args()
+            d["stages"]["sft"] = {k: a[k] for k in ("max_steps", "learning_rate", "per_device_train_batch_size") if k in a}
+        if "rft" in self.stages:
+            a = cfg.rft_trl_args()
+            d["stages"]["rft"] = {
+                k: a[k]
+                for k in ("max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "temperature", "max_completion_length", "beta")
+                if k in a
+            }
+        d["lora"] = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules}
+        if self.notes:
+            d["notes"] = self.notes
+        return d
+
+
+def make_plan(cfg: RunConfig, *, create_model: bool = False) -> Plan:
+    """Validate everything a run needs without training: data rows, graders against the
+    data's columns, and that the model resolves. Raises ConfigError / DataError."""
+    from rft.models import resolve_model
+
+    splits = load_splits(cfg.data, seed=cfg.seed)
+    stages = [s for s in STAGES if getattr(cfg, s) is not None]
+    notes: list[str] = []
+    grader_set = None
+    if cfg.graders is not None:
+        grader_set = cfg.grader_set()
+        grader_set.check_inputs(splits.columns, source=str(cfg.data.train))
+    if "sft" in stages and not any(e.reference is not None for e in splits.train):
+        raise ConfigError(
+            "the sft stage needs training rows with a reference output (a final assistant turn, or a "
+            "`completion`/`answer` field); none has one. Remove stages.sft or add references",
+            file=cfg.source,
+            key="stages.sft",
+        )
+    if cfg.eval.enabled and not splits.eval:
+        notes.append("no held-out rows (data.eval absent and data.eval_size 0): evaluation is skipped")
+    if splits.skipped:
+        notes.append(f"{splits.skipped} malformed rows skipped (data.on_bad_row: skip)")
+    try:
+        model = resolve_model(cfg.model.name, base_dir=cfg.base_dir, gguf_file=cfg.model.gguf_file, create=create_model)
+    except ConfigError as err:
+        raise ConfigError(str(err).split(": ", 1)[-1], file=cfg.source, key="model") from err
+    return Plan(config=cfg, splits=splits, grader_set=grader_set, model=model, stages=stages, notes=notes)
+
+
+# ---------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Drop records written after the checkpoint a stage resumes from."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if keep(json.loads(ln))]
+    if len(kept) != len(lines):
+        path.write_text("".join(ln + "\n" for ln in kept))
+
+
+def run_training(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    extra_callbacks: dict[str, Sequence[Any]] | None = None,
+    log: Callable[[str], None] | None = None,
+    rft_runner: Callable[..., None] | None = None,
+) -> dict[str, Any]:
+    """Run the stages of ``cfg`` into ``cfg.output_dir``; returns the eval results.
+
+    Args:
+        resume: continue the run in ``cfg.output_dir`` (finished stages are skipped, an
+            interrupted one continues from its last complete checkpoint).
+        progress: show progress bars.
+        extra_callbacks: more TrainerCallbacks per stage (``{"rft": [...]}``), e.g. for tests.
+        log: called with one-line status messages (the CLI prints them).
+        rft_runner: runs the RFT stage elsewhere instead of in this process (rft.distributed's
+            Ray Train learners); called as ``rft_runner(cfg=, paths=, plan=, executor=, ckpt=, log=)``
+            and must leave ``rft/adapter`` and ``rft/DONE`` behind.
+
+    Raises:
+        RFTError: config, data, grader or hand-off problems (GraderError when a grader
+            exceeds the error budget).
+    """
+    import yaml
+
+    from rft.models import load_model
+    from rft.scoring import make_executor
+
+    say = log or (lambda msg: logger.info("%s", msg))
+    extra_callbacks = extra_callbacks or {}
+    paths = RunPaths(cfg.output_dir)
+    if paths.root.exists() and any(paths.root.iterdir()) and not resume:
+        raise RFTError(
+            f"the run directory {str(paths.root)!r} is not empty; continue it with `--resume {paths.root}`, "
+            "or choose another with --output-dir"
+        )
+    if resume and not paths.run_json.exists():
+        raise RFTError(f"{str(paths.root)!r} is not an rftkit run directory (no run.json); cannot resume it")
+    paths.root.mkdir(parents=True, exist_ok=True)
+
+    plan = make_plan(cfg, create_model=True)
+    info = _read_json(paths.run_json, {})
+    if resume and info.get("config") and info["config"] != _config_fingerprint(cfg):
+        logger.warning("the config differs from the one the run started with; resuming with the new one")
+    info.update(
+        {
+            "config": _config_fingerprint(cfg),
+            "model": {"name": cfg.model.name, "path": str(plan.model.path), "gguf_file": plan.model.gguf_file, "dtype": cfg.model.dtype},
+            "stages": plan.stages,
+        }
+    )
+    info.setdefault("started", time.time())
+    _write_json(paths.run_json, info)
+    paths.config.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    results: dict[str, Any] = _read_json(paths.eval_json, {}) if resume else {}
+    splits, grader_set = plan.splits, plan.grader_set
+    rows = [e.row for e in splits.train]
+    do_eval = cfg.eval.enabled and bool(splits.eval)
+    max_new = cfg.eval.max_new_tokens or (cfg.rft.max_completion_length if cfg.rft else 64)
+
+    with make_executor(grader_set, cfg.scoring.executor, cfg.scoring) if grader_set is not None else _Null() as executor:
+
+        def run_eval(name: str, model: Any, tokenizer: Any) -> None:
+            if not do_eval or name in results:
+                return
+            from rft.train.eval import evaluate
+
+            say(f"evaluating {name} on {min(len(splits.eval), cfg.eval.max_rows or 10**9)} held-out rows")
+            results[name] = evaluate(
+                model, tokenizer, splits.eval, grader_set, executor, cfg.eval,
+                max_new_tokens=max_new, seed=cfg.seed, progress=progress, desc=f"eval {name}",
+            )
+            _write_json(paths.eval_json, results)
+            say(_eval_line(name, results[name]))
+
+        model, tokenizer = load_model(plan.model, dtype=cfg.model.dtype)
+        run_eval("base", model, tokenizer)
+
+        # -- SFT ---------------------------------------------------------------
+        if cfg.sft is not None:
+            if paths.done("sft").exists():
+                say("sft: finished earlier, skipped")
+            else:
+                from rft.train.callbacks import (
+                    CheckpointMarker,
+                    MetricsWriter,
+                    TrainableCheck,
+                    last_complete_checkpoint,
+                    quiet_console,
+                )
+                from rft.train.sft import build_sft_trainer
+
+                ckpt = last_complete_checkpoint(paths.checkpoints("sft")) if resume else None
+                if ckpt is not None:
+                    step = int(ckpt.name.rsplit("-", 1)[1])
+                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "sft" or r.get("step", 0) <= step)
+                elif resume:  # killed before the first checkpoint: the stage starts over
+                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "sft")
+                say(f"sft: training{f' from {ckpt}' if ckpt else ''}")
+                trainer = build_sft_trainer(
+                    model, tokenizer, splits.train,
+                    trl_args={**cfg.sft_trl_args(paths.checkpoints("sft")), "disable_tqdm": not progress},
+                    lora=cfg.lora,
+                    callbacks=[CheckpointMarker(), MetricsWriter(paths.metrics, "sft", echo=say), TrainableCheck("sft"), *extra_callbacks.get("sft", ())],
+                )
+                quiet_console(trainer, progress=progress)
+                trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+                trainer.model.save_pretrained(str(paths.stage_adapter("sft")))
+                tokenizer.save_pretrained(str(paths.stage_adapter("sft")))
+                paths.done("sft").write_text(json.dumps({"global_step": trainer.state.global_step}))
+                model = trainer.model
+                del trainer
+            if do_eval and "sft" not in results:
+                if not _is_peft(model):
+                    model = _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("sft"), trainable=False)
+                run_eval("sft", model, tokenizer)
+            final_adapter_src = paths.stage_adapter("sft")
+
+        # -- RFT ---------------------------------------------------------------
+        if cfg.rft is not None:
+            if paths.done("rft").exists():
+                say("rft: finished earlier, skipped")
+                model = None
+            elif rft_runner is not None:  # learners on a Ray cluster (rft.distributed), same files
+                from rft.train.callbacks import last_complete_checkpoint
+
+                ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
+                step = int(ckpt.name.rsplit("-", 1)[1]) if ckpt is not None else 0
+                _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft" or r.get("step", 0) <= step)
+                _truncate_jsonl(paths.rollouts, lambda r: (r.get("step") or 0) < step)
+                model = None
+                rft_runner(cfg=cfg, paths=paths, plan=plan, executor=executor, ckpt=ckpt, log=say)
+            else:
+                from rft.train.callbacks import (
+                    CheckpointMarker,
+                    MetricsWriter,
+                    TrainableCheck,
+                    last_complete_checkpoint,
+                    quiet_console,
+                )
+                from rft.train.grpo import build_grpo_trainer
+                from rft.train.rewards import RewardBridge
+
+                ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
+                if ckpt is not None:
+                    step = int(ckpt.name.rsplit("-", 1)[1])
+                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft" or r.get("step", 0) <= step)
+                    _truncate_jsonl(paths.rollouts, lambda r: (r.get("step") or 0) < step)
+                elif resume:
+                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft")
+                    _truncate_jsonl(paths.rollouts, lambda r: False)
+                if cfg.sft is not None:
+                    # Hand-off: continue the SFT adapter (trainable), so the final adapter applies to the base model.
+                    del model
+                    gc.collect()  # free the SFT model before loading the policy
+                    policy, lora = _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("sft"), trainable=True), None
+                else:
+                    policy, lora = (model if not _is_peft(model) else model.get_base_model()), cfg.lora
+                bridge = RewardBridge(grader_set, executor, rows=rows, rollouts_path=paths.rollouts)
+                say(f"rft: training{f' from {ckpt}' if ckpt else ''} with graders {', '.join(grader_set.ids)}")
+                trainer = build_grpo_trainer(
+                    policy, tokenizer, splits.train, bridge,
+                    trl_args={**cfg.rft_trl_args(paths.checkpoints("rft")), "disable_tqdm": not progress},
+                    lora=lora,
+                    callbacks=[CheckpointMarker(), MetricsWriter(paths.metrics, "rft", echo=say), TrainableCheck("rft"), *extra_callbacks.get("rft", ())],
+                )
+                quiet_console(trainer, progress=progress)
+                trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+                trainer.model.save_pretrained(str(paths.stage_adapter("rft")), selected_adapters=["default"])
+                tokenizer.save_pretrained(str(paths.stage_adapter("rft")))
+                paths.done("rft").write_text(json.dumps({"global_step": trainer.state.global_step}))
+                model = trainer.model
+                del trainer
+            if do_eval and "rft" not in results:
+                if model is None:
+                    model = _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("rft"), trainable=False)
+                run_eval("rft", model, tokenizer)
+            final_adapter_src = paths.stage_adapter("rft")
+
+    tmp = paths.root / "adapter.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(final_adapter_src, tmp)
+    if paths.adapter.exists():
+        shutil.rmtree(paths.adapter)
+    tmp.replace(paths.adapter)
+    info["finished"] = time.time()
+    _write_json(paths.run_json, info)
+
+    from rft.report import write_report
+
+    write_report(paths.root)
+    say(f"done: adapter in {paths.adapter}, report in {paths.report}")
+    return results
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _config_fingerprint(cfg: RunConfig) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _eval_line(name: str, r: dict[str, Any]) -> str:
+    def f(x: Any) -> str:
+        return "n/a" if x is None else f"{x:.3f}"
+
+    per = ", ".join(f"{gid} {f(g['mean'])}" for gid, g in r["graders"].items())
+    return f"eval {name}: mean reward {f(r['mean_reward'])}, pass rate {f(r['pass_rate'])} ({per})"
+
+
+def _is_peft(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(model, PeftModel)
+
+
+def _load_adapter(resolved: Any, dtype: str, adapter_dir: Path, *, trainable: bool) -> Any:
+    from peft import PeftModel
+
+    from rft.models import load_model
+
+    base, _ = load_model(resolved, dtype=dtype)
+    return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
+
+
+def load_trained(run_dir: str | Path, *, merge: bool = False) -> tuple[Any, Any]:
+    """Load a run's base model with its final adapter (merged into the weights when ``merge``)."""
+    from rft.models import ResolvedModel
+
+    paths = RunPaths(run_dir)
+    info = _read_json(paths.run_json, None)
+    if info is None:
+        raise RFTError(f"{str(paths.root)!r} is not an rftkit run directory (no run.json)")
+    if not paths.adapter.is_dir():
+        raise RFTError(f"{str(paths.root)!r} has no final adapter yet (the run did not finish); resume it with `rft train CONFIG --resume {paths.root}`")
+    m = info["model"]
+    resolved = ResolvedModel(m["name"], Path(m["path"]), gguf_file=m.get("gguf_file"))
+    from transformers import AutoTokenizer
+
+    model = _load_adapter(resolved, m.get("dtype", "auto"), paths.adapter, trainable=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(paths.adapter))
+    if merge:
+        model = model.merge_and_unload()
+    return model, tokenizer
+
+
+def export_merged(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the run's base model with its final adapter merged in, as a plain HF model directory."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise RFTError(f"{str(out)!r} exists and is not empty; choose an empty or new directory")
+    model, tokenizer = load_trained(run_dir, merge=True)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return out
