@@ -34,6 +34,8 @@ def write_jsonl(path: Path, rows: list) -> Path:
         (CHAT, [{"role": "user", "content": "What is 2 + 3?"}], "5"),
         # chat without an assistant turn: usable for RFT, no reference
         ({"messages": [{"role": "user", "content": "hi"}]}, [{"role": "user", "content": "hi"}], None),
+        # OpenAI/Fireworks RFT rows: no assistant turn, the reference is the `answer` field beside `messages`
+        ({"messages": [{"role": "user", "content": "2+2?"}], "answer": "4"}, [{"role": "user", "content": "2+2?"}], "4"),
         # prompt/answer: a text prompt becomes one user turn; `answer` is the reference
         ({"prompt": "2+2?", "answer": "4"}, [{"role": "user", "content": "2+2?"}], "4"),
         # `completion` is preferred over `answer` (answer may be a short grader label)
