@@ -1,0 +1,265 @@
+"""`rft train` on a Ray cluster: 2 learners under Ray Train sharing one grader pool.
+
+Real Ray on loopback: a multi-node cluster on this machine with ``ray.cluster_utils.Cluster``
+(a head with the learners' CPUs, grader nodes with a ``grader_node`` resource). Each run is
+the smallest GRPO that says something: a tiny random model, 2 steps, 8-token completions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rft.config import load_config, parse_config
+from rft.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# 8 rows whose prompts render to the same number of tokens, so the expected token count is exact
+ROWS = [{"messages": [{"role": "user", "content": f"{i}+{i}=?"}], "answer": str(2 * i)} for i in range(1, 9)]
+
+# Crashes its actor process on the first call (the marker file makes it happen once per test).
+CRASH_PLUGIN = '''
+import os
+import rft
+
+@rft.grader
+def crash_once(completion: str, marker: str = "") -> float:
+    """1.0; the first call ever kills the worker process (a crashed grader actor)."""
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return 1.0
+
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register(crash_once)
+'''
+
+
+def write_config(tmp: Path, *, graders: list[dict], scaling: dict, plugins: list[str] = ()) -> Path:
+    (tmp / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    cfg = {
+        "seed": 0,
+        "output_dir": str(tmp / "run"),
+        "model": f"tiny:{tmp.parent / 'tiny-model'}",
+        "data": {"train": "train.jsonl", "eval_size": 0},
+        "graders": {"graders": graders, **({"plugins": list(plugins)} if plugins else {})},
+        "lora": {"r": 4, "alpha": 8},
+        "stages": {
+            "rft": {
+                "num_generations": 2,
+                "max_completion_length": 8,
+                "trl": {
+                    "max_steps": 2,
+                    "per_device_train_batch_size": 4,
+                    "save_steps": 2,
+                    "generation_kwargs": {"min_new_tokens": 8},  # every completion exactly 8 tokens
+                },
+            }
+        },
+        "eval": {"enabled": False},
+        "scaling": scaling,
+    }
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+# --------------------------------------------------------------------------- config (no Ray)
+
+
+def test_scaling_section_is_validated_and_typed(tmp_path):
+    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling={"num_learners": 2, "graders": {"num_actors": 3, "resources": {"grader_node": 1}}})
+    cfg = load_config(path)
+    assert (cfg.scaling.num_learners, cfg.scaling.graders.num_actors) == (2, 3)
+    # the pre-check asks for 2 learners of 1 CPU and 3 actors of 1 CPU + 1 grader_node
+    assert [(r.name, r.count, r.resources) for r in cfg.scaling.requests()] == [
+        ("learner", 2, {"CPU": 1.0}),
+        ("grader actor", 3, {"CPU": 1.0, "grader_node": 1.0}),
+    ]
+    cfg.scaling.apply_to_scoring(cfg.scoring)
+    assert (cfg.scoring.executor, cfg.scoring.num_workers) == ("ray", 3)
+    assert cfg.scoring.actor_resources == {"num_cpus": 1.0, "resources": {"grader_node": 1}}
+    assert cfg.to_dict()["scaling"]["num_learners"] == 2  # written to config.resolved.yaml
+
+
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [
+        ({"num_lerners": 2}, "did you mean 'num_learners'"),  # typo → close match
+        ({"num_learners": 0}, "scaling.num_learners"),  # at least one learner
+        ({"graders": {"num_actors": 2, "placement": "x"}}, "unknown key 'placement'"),
+    ],
+)
+def test_bad_scaling_names_the_key(tmp_path, scaling, message):
+    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=scaling)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_vllm_server_mode_reaches_grpo_config(tmp_path):
+    """TRL's vLLM server mode is configured with GRPOConfig keys under stages.rft.trl."""
+    raw = yaml.safe_load(write_config(tmp_path, graders=[{"name": "exact_match"}], scaling={}).read_text())
+    vllm = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://vllm-host:8000", "vllm_server_timeout": 30}
+    raw["stages"]["rft"]["trl"].update(vllm)
+    cfg = parse_config(raw, source="run.yaml", base_dir=tmp_path)
+    args = cfg.rft_trl_args()
+    assert {k: args[k] for k in vllm} == vllm
+    from trl import GRPOConfig
+
+    grpo = GRPOConfig(**args)
+    assert (grpo.use_vllm, grpo.vllm_mode, grpo.vllm_server_base_url) == (True, "server", "http://vllm-host:8000")
+    # a misspelled vLLM key is caught at load time, not on the GPU cluster
+    raw["stages"]["rft"]["trl"]["vllm_server_url"] = "http://x"
+    with pytest.raises(ConfigError, match="vllm_server_url"):
+        parse_config(raw, source="run.yaml", base_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------- on a cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Head: 2 CPUs (the learners); node B: the grader node; node C joins later as a spare."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    import socket
+
+    with socket.socket() as sock:  # the dashboard (state API: where actors run) on a free port
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": port})
+    grader_node = c.add_node(num_cpus=0, resources={"grader_node": 4})
+    c.wait_for_nodes()
+    ray.init(address=c.address, log_to_driver=False)
+    yield c, grader_node
+    ray.shutdown()
+    c.shutdown()
+
+
+SCALING = {"num_learners": 2, "resources_per_learner": {"CPU": 1}, "graders": {"num_actors": 2, "num_cpus": 0, "resources": {"grader_node": 1}}}
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_two_learners_share_the_grader_pool(cluster, tmp_path):
+    from rft.distributed import run_distributed
+    from transformers import AutoTokenizer
+
+    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)
+    cfg = load_config(path)
+    run_distributed(cfg, progress=False)
+    run = Path(cfg.output_dir)
+    assert (run / "adapter" / "adapter_config.json").exists()
+    rank0, rank1 = read_jsonl(run / "rollouts.jsonl"), read_jsonl(run / "rollouts.rank1.jsonl")
+    # every learner's completions are scored: 2 steps × 4 completions on each rank
+    assert (len(rank0), len(rank1)) == (8, 8)
+    assert all("exact_match" in r["graders"] for r in rank0 + rank1)
+    # TRL's num_tokens is gathered over learners: step 1 counts the prompt and completion
+    # tokens of BOTH ranks' first batch (twice one learner's count)
+    tok = AutoTokenizer.from_pretrained(str(tmp_path.parent / "tiny-model"))
+    def tokens(r: dict) -> int:  # the chat prompt as TRL renders it, plus the 8 completion tokens
+        text = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
+        return len(tok(text, add_special_tokens=False)["input_ids"]) + 8
+
+    per_rank = [sum(tokens(r) for r in rows if r["step"] == 0) for rows in (rank0, rank1)]
+    step1 = next(m for m in read_jsonl(run / "metrics.jsonl") if m["step"] == 1 and "num_tokens" in m)
+    assert per_rank[0] == per_rank[1]  # same-length prompts: each rank's share is equal…
+    assert step1["num_tokens"] == per_rank[0] + per_rank[1]  # …and the metric holds both
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_killed_grader_actor_is_replaced_and_retried(cluster, tmp_path):
+    from rft.distributed import run_distributed
+
+    (tmp_path / "crash_plugin.py").write_text(CRASH_PLUGIN)
+    graders = [{"name": "crash_once", "marker": str(tmp_path / "crashed"), "retries": 2}]
+    # 4 actors for a learner's 4 completions: one sample per call, so the crash names its sample,
+    # which is charged one crash and retried (re-sends of innocent bystanders are free)
+    scaling = {**SCALING, "graders": {**SCALING["graders"], "num_actors": 4}}
+    path = write_config(tmp_path, graders=graders, scaling=scaling, plugins=["crash_plugin.py"])
+    cfg = load_config(path)
+    run_distributed(cfg, progress=False)
+    run = Path(cfg.output_dir)
+    assert (tmp_path / "crashed").exists()  # an actor did die mid-run
+    done = json.loads((run / "rft" / "DONE").read_text())
+    assert done["global_step"] == 2  # the planned steps, all of them
+    rows = read_jsonl(run / "rollouts.jsonl") + read_jsonl(run / "rollouts.rank1.jsonl")
+    assert [r for r in rows if r["graders"]["crash_once"].get("score") != 1.0] == []  # retried, not dropped
+    retries = sum(m.get("graders/crash_once/retries") or 0 for m in read_jsonl(run / "metrics.jsonl"))
+    assert retries > 0, read_jsonl(run / "metrics.jsonl")  # counted (TRL averages log_metric over learners)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
+    from ray.util.state import list_actors
+
+    from rft.distributed import run_distributed
+
+    c, grader_node = cluster
+    spare = c.add_node(num_cpus=0, resources={"grader_node": 4})
+    c.wait_for_nodes()
+    path = write_config(tmp_path, graders=[{"name": "exact_match", "retries": 2}], scaling=SCALING)
+    cfg = load_config(path)
+    run = Path(cfg.output_dir)
+    killed = threading.Event()
+
+    def kill_grader_node_after_first_batch() -> None:
+        deadline = time.monotonic() + 300
+        while not read_jsonl(run / "rollouts.jsonl") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        c.remove_node(grader_node, allow_graceful=False)
+        killed.set()
+
+    t = threading.Thread(target=kill_grader_node_after_first_batch, daemon=True)
+    t.start()
+    run_distributed(cfg, progress=False)
+    t.join(timeout=60)
+    assert killed.is_set()
+    assert json.loads((run / "rft" / "DONE").read_text())["global_step"] == 2
+    rows = read_jsonl(run / "rollouts.jsonl") + read_jsonl(run / "rollouts.rank1.jsonl")
+    assert len(rows) == 16 and all(r["graders"]["exact_match"].get("kind") == "score" for r in rows)
+    # the replacement actors ran on the spare node (the only other node with grader_node)
+    spare_id = spare.node_id
+    grader_actors = list_actors(filters=[("class_name", "=", "GraderActor")], limit=1000)
+    assert any(a.node_id == spare_id for a in grader_actors)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_resume_after_the_learners_fail(cluster, tmp_path):
+    from rft.distributed import ClusterError, run_distributed
+    from rft.train.callbacks import StopAfterSave
+
+    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)
+    raw = yaml.safe_load(path.read_text())
+    raw["stages"]["rft"]["trl"]["save_steps"] = 1
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    run = Path(cfg.output_dir)
+    with pytest.raises((ClusterError, KeyboardInterrupt)):  # every learner is killed after checkpoint 1
+        run_distributed(cfg, extra_callbacks={"rft": [StopAfterSave(1)]})
+    assert (run / "rft" / "checkpoints" / "checkpoint-1" / "rft-complete.json").exists()
+    assert not (run / "rft" / "DONE").exists()
+
+    run_distributed(load_config(path), resume=True)
+    assert json.loads((run / "rft" / "DONE").read_text())["global_step"] == 2
+    steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl") if "loss" in m and "train_runtime" not in m]
+    assert steps == [1, 2]  # step 1 from the first attempt, step 2 after the resume, none twice
+    assert (run / "adapter" / "adapter_config.json").exists()
