@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -161,9 +160,12 @@ def grade(
     raise typer.Exit(code)
 
 
+from rft import cli_cluster  # noqa: E402,F401
+from rft import cli_advise  # noqa: E402,F401
+from rft import cli_train  # noqa: E402,F401
+from rft import cli_judges  # noqa: E402,F401
+
+
 def main() -> None:
     app()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import abc
+import copy
+import json
+import logging
+import threading
+import time
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
-from rft.grading import GraderSet, Outcome, Sample
+from rft.errors import GraderError
+from rft.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.scoring.cache import ResultCache, grader_inputs
+from rft.scoring.metrics import batch_metrics
 
-__all__ = ["BatchResult", "Executor", "ScoringOptions", "make_executor"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BatchResult", "Executor", "Job", "Ledger", "ScoringOptions", "Task", "make_executor"]
 
 
 @dataclass
@@ -21,11 +35,18 @@ class ScoringOptions:
         num_workers: local worker processes / Ray actors.
         default_timeout: seconds per grader call when a grader sets none (None: no limit).
         error_budget: share of a grader's calls in one batch that may fail before the run
-            stops with a GraderError (1.0 disables the budget).
+            stops with a GraderError (1.0 disables the budget). Every error kind counts,
+            whatever the grader's ``on_error``: a fallback score keeps a flaky grader from
+            stopping the run, not a broken one.
         cache: score identical (grader identity, inputs) once per run.
         address: Ray address (``"auto"``, ``ray://…``); None tries RAY_ADDRESS then local.
         actor_resources: Ray resources per grader actor, e.g. ``{"num_cpus": 1, "resources": {"grader": 1}}``.
         max_concurrency: concurrent calls inside one Ray actor (lets async graders overlap).
+        inline: local executor only: run graders in this process, without worker processes
+            (fastest, for unit tests and debugging). Same contract, except that a hung sync
+            grader is reported as a timeout but its thread keeps running, and a grader that
+            crashes its process takes this one with it.
+        cache_size: entries kept by the result cache (least recently used dropped first).
     """
 
     executor: str = "local"
@@ -36,6 +57,26 @@ class ScoringOptions:
     address: str | None = None
     actor_resources: dict[str, Any] = field(default_factory=dict)
     max_concurrency: int = 16
+    inline: bool = False
+    cache_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        from rft.errors import ConfigError
+
+        if self.num_workers < 1:
+            raise ConfigError(f"num_workers must be at least 1, got {self.num_workers}", key="scoring.num_workers")
+        if not 0.0 <= self.error_budget <= 1.0:
+            raise ConfigError(
+                f"error_budget is a share of a batch between 0 and 1, got {self.error_budget}",
+                key="scoring.error_budget",
+            )
+        if self.default_timeout is not None and self.default_timeout <= 0:
+            raise ConfigError(
+                f"default_timeout must be positive seconds or None, got {self.default_timeout}",
+                key="scoring.default_timeout",
+            )
+        if self.max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency}", key="scoring.max_concurrency")
 
 
 @dataclass
@@ -61,19 +102,255 @@ class BatchResult:
         return [(i, gid, o) for i, per in enumerate(self.outcomes) for gid, o in per.items() if o.kind.is_error]
 
 
+@dataclass
+class Job:
+    """One grader over the samples of a batch that need a call (cache misses, deduplicated).
+
+    Attributes:
+        entry: the grader and its policy.
+        samples: the samples to score.
+        timeout: seconds per call (the entry's own, else the executor's default).
+    """
+
+    entry: GraderEntry
+    samples: list[Sample]
+    timeout: float | None
+
+
+@dataclass
+class Task:
+    """A shard of a job: what one worker or actor scores in one call.
+
+    ``exclusive`` tasks hold samples suspected of crashing their worker: they run on a
+    worker with nothing else in flight, so that the next crash names its culprit.
+    """
+
+    job: int
+    idx: list[int]
+    exclusive: bool = False
+
+
+class Ledger:
+    """Bookkeeping shared by the executors: shards, results, crashes and retries.
+
+    A task whose worker died is handled by who can be blamed. When the culprit is
+    known (a one-sample task, or the first unfinished sample of a sequential shard),
+    it is charged one crash and retried alone; after ``entry.retries`` retries it is
+    dropped with an ``infrastructure`` outcome. The other unfinished samples are sent
+    again without charge — as one shard when the culprit is known, else one by one,
+    so that the next crash names its culprit.
+    """
+
+    def __init__(self, jobs: Sequence[Job], num_shards: int):
+        self.jobs = list(jobs)
+        self.results: list[list[Outcome | None]] = [[None] * len(j.samples) for j in self.jobs]
+        self.crashes: list[list[int]] = [[0] * len(j.samples) for j in self.jobs]
+        self.pending: deque[Task] = deque()
+        # a batched grader gets the whole batch in one call (what its author expects, and
+        # the same on every executor); other graders get one shard per worker
+        per_job = [
+            self._split(j, list(range(len(job.samples))), 1 if job.entry.grader.batched else num_shards)
+            for j, job in enumerate(self.jobs)
+        ]
+        for k in range(max((len(t) for t in per_job), default=0)):  # interleave: every grader starts early
+            for tasks in per_job:
+                if k < len(tasks):
+                    self.pending.append(tasks[k])
+        self._open = sum(len(j.samples) for j in self.jobs)
+
+    @staticmethod
+    def _split(job: int, idx: list[int], k: int) -> list[Task]:
+        if not idx:
+            return []
+        size = -(-len(idx) // max(1, k))
+        return [Task(job, idx[i : i + size]) for i in range(0, len(idx), size)]
+
+    def done(self) -> bool:
+        return self._open == 0
+
+    def samples(self, task: Task) -> list[Sample]:
+        job = self.jobs[task.job]
+        return [job.samples[i] for i in task.idx]
+
+    def record(self, task: Task, pos: int, outcome: Outcome) -> None:
+        """Store the outcome of ``task.idx[pos]``."""
+        i = task.idx[pos]
+        if self.results[task.job][i] is None:
+            self._open -= 1
+        outcome.attempts = self.crashes[task.job][i] + 1
+        self.results[task.job][i] = outcome
+
+    def unfinished(self, task: Task) -> list[int]:
+        """Positions in ``task`` without an outcome yet."""
+        res = self.results[task.job]
+        return [p for p, i in enumerate(task.idx) if res[i] is None]
+
+    def requeue(self, task: Task, positions: Sequence[int], *, exclusive: bool = False) -> None:
+        """Send these positions of ``task`` again, without charge."""
+        if positions:
+            self.pending.append(Task(task.job, [task.idx[p] for p in positions], exclusive))
+
+    def suspect(self, task: Task) -> None:
+        """The worker running ``task`` died with other work in flight: no one can be
+        blamed, so the unfinished samples run again one by one, each alone on a worker."""
+        for p in self.unfinished(task):
+            self.requeue(task, [p], exclusive=True)
+
+    def crashed(self, task: Task, error: str, *, culprit: int | None = None) -> None:
+        """The worker running only ``task`` died; ``culprit`` is the position to blame, if known."""
+        todo = self.unfinished(task)
+        if culprit is None and len(todo) == 1:
+            culprit = todo[0]
+        if culprit is None:
+            self.suspect(task)
+            return
+        entry = self.jobs[task.job].entry
+        i = task.idx[culprit]
+        self.crashes[task.job][i] += 1
+        if self.crashes[task.job][i] > entry.retries:
+            out = Outcome.failure(
+                OutcomeKind.INFRASTRUCTURE,
+                f"grader {entry.id!r}: {error}; gave up after {entry.retries} "
+                f"retr{'y' if entry.retries == 1 else 'ies'} (set `retries:` on the grader to change)",
+            )
+            out.attempts = self.crashes[task.job][i]
+            self.results[task.job][i] = out
+            self._open -= 1
+            logger.warning("dropped a sample of grader %r: %s", entry.id, error)
+        else:
+            self.requeue(task, [culprit], exclusive=True)
+        self.requeue(task, [p for p in todo if p != culprit])
+
+    def outcomes(self) -> list[list[Outcome]]:
+        if not self.done():
+            raise RuntimeError("ledger read before every sample has an outcome")
+        return [[o for o in res if o is not None] for res in self.results]
+
+
 class Executor(abc.ABC):
-    """Scores batches of samples with a GraderSet. Use as a context manager."""
+    """Scores batches of samples with a GraderSet. Use as a context manager.
+
+    :meth:`score` is the one contract for every executor: the result cache, in-batch
+    deduplication, the per-grader error policy (``on_error``), the error budget and
+    the metrics live here; subclasses only run :class:`Job` s (:meth:`_run`), applying
+    timeouts and retrying infrastructure failures.
+    """
 
     def __init__(self, grader_set: GraderSet, options: ScoringOptions | None = None):
         self.grader_set = grader_set
         self.options = options or ScoringOptions()
+        self.cache = ResultCache(self.options.cache_size) if self.options.cache else None
+        self._lock = threading.Lock()  # one batch at a time through the pool
+
+    def timeout_for(self, entry: GraderEntry) -> float | None:
+        """Seconds per call of ``entry``: its own ``timeout``, else ``default_timeout``."""
+        return entry.timeout if entry.timeout is not None else self.options.default_timeout
 
     @abc.abstractmethod
+    def _run(self, jobs: Sequence[Job]) -> list[list[Outcome]]:
+        """One outcome per sample of each job, in order; timeouts and retries applied."""
+
     def score(self, samples: Sequence[Sample], *, step: int | None = None) -> BatchResult:
         """Score every sample with every grader; applies timeouts, retries, error policy,
-        the error budget (raising :class:`rft.GraderError`) and the cache."""
+        the error budget (raising :class:`rft.GraderError`) and the cache.
+
+        Args:
+            samples: the batch.
+            step: the training step, injected into samples that have none.
+
+        Raises:
+            GraderError: a grader's errors in this batch exceed ``options.error_budget``.
+                The scored batch is attached as ``err.result``.
+        """
+        t0 = time.perf_counter()
+        batch = [s if step is None or s.step is not None else replace(s, step=step) for s in samples]
+        n = len(batch)
+        found: list[dict[str, Outcome]] = [{} for _ in range(n)]
+        plans: list[tuple[GraderEntry, list[int], list[tuple[int, int]], list[str | None]]] = []
+        jobs: list[Job] = []
+        for entry in self.grader_set:
+            keys: list[str | None] = self.cache.keys(entry.grader, batch) if self.cache is not None else [None] * n
+            first: dict[str, int] = {}
+            run: list[int] = []
+            dups: list[tuple[int, int]] = []
+            for i, key in enumerate(keys):
+                if key is not None and self.cache is not None:
+                    hit = self.cache.get(key)
+                    if hit is not None:
+                        found[i][entry.id] = hit
+                        continue
+                    if key in first:
+                        dups.append((i, first[key]))
+                        continue
+                    first[key] = i
+                run.append(i)
+            plans.append((entry, run, dups, keys))
+            jobs.append(Job(entry, [batch[i] for i in run], self.timeout_for(entry)))
+        if any(j.samples for j in jobs):
+            with self._lock:
+                results = self._run(jobs)
+        else:
+            results = [[] for _ in jobs]
+        for (entry, run, dups, keys), outs in zip(plans, results):
+            for i, out in zip(run, outs):
+                found[i][entry.id] = out
+                if self.cache is not None:
+                    self.cache.put(keys[i], out)
+            for i, j in dups:  # a duplicate in this batch shares the one call made
+                dup = copy.copy(found[j][entry.id])
+                dup.metrics = dict(dup.metrics)
+                dup.cached = True
+                found[i][entry.id] = dup
+        outcomes = [{e.id: e.apply_policy(per[e.id]) for e in self.grader_set} for per in found]
+        rewards = [self.grader_set.combine({gid: o.score for gid, o in per.items()}) for per in outcomes]
+        result = BatchResult(outcomes, rewards)
+        result.metrics = batch_metrics(self.grader_set, outcomes, rewards, seconds=time.perf_counter() - t0)
+        self._check_budget(batch, result, step)
+        return result
+
+    def _check_budget(self, samples: Sequence[Sample], result: BatchResult, step: int | None) -> None:
+        """Raise GraderError for the first grader whose error share exceeds the budget.
+
+        Every error kind counts, whatever the grader's ``on_error`` policy: a fixed
+        score or ``skip`` keeps a *flaky* grader from stopping the run, but a grader
+        that fails on most of a batch is broken, and training on its fallback score
+        would teach the model nothing true.
+        """
+        budget = self.options.error_budget
+        n = len(samples)
+        if budget >= 1.0 or n == 0:
+            return
+        for entry in self.grader_set:
+            errs = [(i, per[entry.id]) for i, per in enumerate(result.outcomes) if per[entry.id].kind.is_error]
+            if len(errs) <= budget * n:
+                continue
+            kinds = Counter(o.kind.value for _, o in errs)
+            kind = kinds.most_common(1)[0][0]
+            i, bad = next((i, o) for i, o in errs if o.kind.value == kind)
+            inputs = _short(grader_inputs(entry.grader, samples[i]))
+            counts = ", ".join(f"{k} {c}" for k, c in kinds.most_common())
+            where = f" at step {step}" if step is not None else ""
+            msg = (
+                f"grader {entry.id!r} (plugin {entry.grader.plugin or '?'}) failed on {len(errs)} of {n} samples"
+                f"{where} ({counts}), over the error budget of {budget:.0%}; a broken grader is not trained on.\n"
+                f"First {kind} sample #{i}, inputs {inputs}:\n  {bad.error}"
+                + (f"\n{bad.traceback.rstrip()}" if bad.traceback else "")
+                + "\nFix the grader, or raise `scoring.error_budget` (1.0 disables the budget) if it is only flaky."
+            )
+            err = GraderError(
+                msg,
+                grader=entry.id,
+                plugin=entry.grader.plugin,
+                kind=kind,
+                sample_index=i,
+                sample=samples[i].to_dict(),
+                traceback=bad.traceback,
+            )
+            err.result = result  # type: ignore[attr-defined]
+            raise err
 
     async def ascore(self, samples: Sequence[Sample], *, step: int | None = None) -> BatchResult:
+        """:meth:`score` without blocking the caller's event loop."""
         import asyncio
 
         return await asyncio.to_thread(self.score, samples, step=step)
@@ -81,11 +358,19 @@ class Executor(abc.ABC):
     def close(self) -> None:
         """Release workers / actors."""
 
-    def __enter__(self) -> Executor:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _short(value: Any, n: int = 500) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def make_executor(grader_set: GraderSet, kind: str | None = None, options: ScoringOptions | None = None, **kwargs: Any) -> Executor:

@@ -24,7 +24,7 @@ from typing import Any
 
 from rft.grading import _TRL_NAMES, Grader, Outcome, Sample
 
-__all__ = ["ResultCache", "grader_inputs", "cache_key"]
+__all__ = ["ResultCache", "cache_key", "grader_inputs"]
 
 _TRL_INPUTS = ("prompt", "completion")
 

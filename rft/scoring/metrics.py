@@ -1,0 +1,104 @@
+"""Per-batch grader metrics, flat and ready for TRL's ``log_metric(name, value)``.
+
+For every grader id ``<id>`` in the set:
+
+=====================================  ==================================================
+``graders/<id>/mean``, ``/std``        over the samples it scored (kind ``score``; NaN when none)
+``graders/<id>/count/<kind>``          outcomes of each :class:`~rft.OutcomeKind`, zeros included
+``graders/<id>/error_rate``            share of the batch with an error kind
+``graders/<id>/latency_p50``, ``_p95`` seconds per call, over calls actually made (not cache hits)
+``graders/<id>/cache_hit_rate``        share of the batch served from the cache
+``graders/<id>/retries``               extra attempts after worker/actor crashes (infrastructure retries)
+``graders/<id>/metrics/<name>``        mean of a named sub-metric of :class:`~rft.Grade`
+=====================================  ==================================================
+
+plus ``reward/mean``, ``reward/std`` over the combined rewards and ``scoring/seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from rft.grading import GraderSet, Outcome, OutcomeKind
+
+__all__ = ["batch_metrics", "percentile"]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (``q`` in 0..100); NaN for no values.
+
+    >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
+    2.5
+    >>> percentile([], 95)
+    nan
+    """
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean and population standard deviation (plain floats: ``statistics`` is slow here)."""
+    if not xs:
+        return math.nan, math.nan
+    mean = math.fsum(xs) / len(xs)
+    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / len(xs))
+
+
+_ERROR_KINDS = frozenset(k for k in OutcomeKind if k.is_error)
+
+
+def batch_metrics(
+    grader_set: GraderSet,
+    outcomes: Sequence[Mapping[str, Outcome]],
+    rewards: Sequence[float | None],
+    *,
+    seconds: float | None = None,
+) -> dict[str, float]:
+    """The flat metrics of one scored batch (see the module docstring for the names)."""
+    n = len(outcomes)
+    m: dict[str, float] = {}
+    for entry in grader_set:
+        gid = entry.id
+        p = f"graders/{gid}/"
+        counts = dict.fromkeys(OutcomeKind, 0)
+        scores: list[float] = []
+        lat: list[float] = []
+        hits = 0
+        retries = 0
+        sub: dict[str, list[float]] = {}
+        for per in outcomes:
+            o = per.get(gid)
+            if o is None:
+                continue
+            counts[o.kind] += 1
+            if o.kind is OutcomeKind.SCORE and o.score is not None:
+                scores.append(o.score)
+            if o.cached:
+                hits += 1
+            else:
+                lat.append(o.latency_s)
+            if o.attempts > 1:
+                retries += o.attempts - 1
+            for k, v in o.metrics.items():
+                sub.setdefault(k, []).append(v)
+        m[p + "mean"], m[p + "std"] = _mean_std(scores)
+        for kind, c in counts.items():
+            m[f"{p}count/{kind.value}"] = float(c)
+        errors = sum(c for kind, c in counts.items() if kind in _ERROR_KINDS)
+        m[p + "error_rate"] = errors / n if n else 0.0
+        m[p + "latency_p50"] = percentile(lat, 50)
+        m[p + "latency_p95"] = percentile(lat, 95)
+        m[p + "cache_hit_rate"] = hits / n if n else 0.0
+        m[p + "retries"] = float(retries)
+        for k, vs in sub.items():
+            m[f"{p}metrics/{k}"] = math.fsum(vs) / len(vs)
+    m["reward/mean"], m["reward/std"] = _mean_std([x for x in rewards if x is not None])
+    if seconds is not None:
+        m["scoring/seconds"] = seconds
+    return m

@@ -1,0 +1,319 @@
+"""The Ray executor: graders in a pool of Ray actors (the only scoring module that imports ray).
+
+Each actor rebuilds the grader set once (from its spec, or from a pickle for sets built
+in code), keeps one event loop for async graders and a thread pool for sync ones, and
+accepts ``max_concurrency`` calls at a time, so shards of async graders overlap. A
+batch costs one remote call per shard (one shard per actor and grader), never one
+per sample.
+
+Timeouts: inside the actor, a sample past its timeout is recorded as ``timeout`` and
+the call returns at once with the rest of its shard unrun; a thread is now stuck in
+the actor, so the driver kills it (``ray.kill``), starts a fresh one and sends the
+rest again. If the actor cannot even answer (C code holding the GIL), the driver
+gives up on the call after ``timeout × samples in the shard`` plus a grace period and
+does the same. An actor that dies (``os._exit``, OOM, node lost) is replaced and its
+samples are retried up to the grader's ``retries``, then dropped as ``infrastructure``.
+
+Connection order: an explicit ``address``, then ``RAY_ADDRESS``, then a local Ray
+started here (with the dashboard off); a Ray already initialised in this process is
+used as is. Only a connection this executor made is shut down by :meth:`close`.
+
+The executor pickles: a copy (e.g. sent to a Ray Train worker in ``train_loop_config``)
+uses the same actors and never kills them; the driver that created the pool owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rft.errors import PluginError, RFTError
+from rft.grading import GraderSet, Outcome
+from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
+from rft.scoring.runner import (
+    ASYNC_GRACE_S,
+    EventLoopThread,
+    GraderSetPayload,
+    ShardReply,
+    load_grader_set,
+    make_payload,
+    run_shard_watched,
+    timeout_outcome,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RayExecutor", "connect"]
+
+#: Seconds to wait for the grader actors to start before reporting what blocks them.
+ACTOR_START_TIMEOUT_S = 300.0
+#: Seconds the driver adds to a call's own time budget before it declares the actor stuck.
+DRIVER_GRACE_S = 5.0
+
+
+class GraderActor:
+    """The grader actor (a plain class; :class:`RayExecutor` makes it remote)."""
+
+    def __init__(self, payload: GraderSetPayload):
+        self.grader_set = load_grader_set(payload)
+        self.loop = EventLoopThread()
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def score(self, grader_id: str, samples: list[Any], timeout: float | None) -> ShardReply:
+        return run_shard_watched(self.grader_set[grader_id], samples, timeout, self.loop)
+
+
+def connect(address: str | None = None, **init_kwargs: Any) -> bool:
+    """Connect this process to Ray: an explicit address, else ``RAY_ADDRESS``, else a local Ray.
+
+    Returns:
+        True when this call initialised Ray (so the caller should shut it down), False
+        when Ray was already initialised in this process.
+    """
+    import ray
+
+    if ray.is_initialized():
+        logger.info("ray: using the Ray already initialised in this process")
+        return False
+    if address:
+        ray.init(address=address, **init_kwargs)
+        logger.info("ray: connected to %s (explicit address)", address)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(**init_kwargs)
+        logger.info("ray: connected to %s (RAY_ADDRESS)", os.environ["RAY_ADDRESS"])
+    else:
+        # address="local" starts a new Ray even when another one runs on this machine
+        ray.init(address="local", include_dashboard=False, **init_kwargs)
+        logger.info("ray: started a local Ray in this process (no address given and RAY_ADDRESS unset)")
+    return True
+
+
+_REMOTE: Any = None
+
+
+def _remote_actor_class() -> Any:
+    global _REMOTE
+    if _REMOTE is None:
+        import ray
+
+        _REMOTE = ray.remote(GraderActor)
+    return _REMOTE
+
+
+class RayExecutor(Executor):
+    """Scores batches in a pool of Ray actors.
+
+    Args:
+        grader_set: the graders; built from a grader-set file (actors rebuild it from
+            its spec, loading the plugins there) or in code (sent pickled).
+        options: ``num_workers`` actors, each with ``actor_resources`` (e.g.
+            ``{"num_cpus": 1, "resources": {"grader": 1}}`` to place graders on grader
+            nodes) and ``max_concurrency``; ``address`` to connect to.
+
+    Raises:
+        PluginError: an actor could not load the grader set (the message has its traceback).
+    """
+
+    def __init__(self, grader_set: GraderSet, options: ScoringOptions | None = None):
+        super().__init__(grader_set, options)
+        self._payload = make_payload(grader_set)
+        self._started_ray = connect(self.options.address)
+        self._owner = True
+        self._pool_id = os.urandom(6).hex()  # names this pool's replacement actors
+        self._actors: list[Any] = []
+        self._generation: list[int] = []
+        try:
+            self._actors = [self._new_actor() for _ in range(self.options.num_workers)]
+            self._generation = [0] * len(self._actors)
+            self._wait_ready(self._actors)
+        except BaseException:
+            self.close()
+            raise
+        logger.info("ray executor: %d grader actors (%s)", len(self._actors), self.options.actor_resources or "default resources")
+
+    # -- the pool -----------------------------------------------------------
+    def _new_actor(self, slot: int | None = None, generation: int = 0) -> Any:
+        opts: dict[str, Any] = {"max_concurrency": self.options.max_concurrency, "max_restarts": 0}
+        opts.update(self.options.actor_resources)
+        if slot is not None and generation > 0:
+            # A replacement is named by (pool, slot, generation): every copy of this executor
+            # (one per Ray Train learner) that sees the same actor die gets the same new actor,
+            # so the learners keep sharing one pool of the configured size.
+            opts.update(name=f"rft-graders-{self._pool_id}-{slot}-{generation}", get_if_exists=True)
+        return _remote_actor_class().options(**opts).remote(self._payload)
+
+    def _wait_ready(self, actors: Sequence[Any]) -> None:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            ray.get([a.ping.remote() for a in actors], timeout=ACTOR_START_TIMEOUT_S)
+        except RayActorError as err:
+            raise PluginError(f"a grader actor could not load the grader set: {err}") from err
+        except GetTimeoutError as err:
+            raise RFTError(
+                f"{len(actors)} grader actors did not start within {ACTOR_START_TIMEOUT_S:g} s. Each asks for "
+                f"{self.options.actor_resources or 'the default resources (1 CPU to schedule)'}; the cluster has "
+                f"{ray.available_resources()} available. Lower `scoring.num_workers` or "
+                "`scoring.actor_resources`, or add nodes with those resources"
+            ) from err
+
+    def _replace(self, k: int, *, kill: bool) -> None:
+        import ray
+
+        if kill:
+            ray.kill(self._actors[k], no_restart=True)
+        self._generation[k] += 1
+        self._actors[k] = self._new_actor(k, self._generation[k])
+
+    @property
+    def actors(self) -> list[Any]:
+        """The actor handles (picklable; hand them to Ray Train workers)."""
+        return list(self._actors)
+
+    # -- running ------------------------------------------------------------
+    def _budget(self, job: Job, task: Task) -> float | None:
+        if job.timeout is None:
+            return None
+        g = job.entry.grader
+        per_call = job.timeout if (g.is_async or g.batched) else job.timeout * len(task.idx)
+        return per_call + ASYNC_GRACE_S + DRIVER_GRACE_S
+
+    def _dispatch(self, ledger: Ledger, inflight: dict[Any, Any], load: list[int], exclusive: list[bool]) -> None:
+        """Send pending tasks: plain ones to the least-loaded actor, exclusive ones only
+        to an idle actor, which then takes nothing else until they return."""
+        held = []
+        while ledger.pending:
+            task = ledger.pending.popleft()
+            free = [k for k in range(len(self._actors)) if not exclusive[k] and (load[k] == 0 or not task.exclusive)]
+            if not free:
+                held.append(task)
+                continue
+            k = min(free, key=load.__getitem__)
+            job = ledger.jobs[task.job]
+            ref = self._actors[k].score.remote(job.entry.id, ledger.samples(task), job.timeout)
+            budget = self._budget(job, task)
+            inflight[ref] = (task, k, self._generation[k], None if budget is None else time.monotonic() + budget)
+            load[k] += 1
+            exclusive[k] = task.exclusive
+        ledger.pending.extend(held)
+
+    def _run(self, jobs: Sequence[Job]) -> list[list[Outcome]]:
+        import ray
+        from ray.exceptions import ObjectLostError, RayActorError, WorkerCrashedError
+
+        ledger = Ledger(jobs, len(self._actors))
+        inflight: dict[Any, tuple[Task, int, int, float | None]] = {}
+        load = [0] * len(self._actors)
+        exclusive = [False] * len(self._actors)
+        died: dict[tuple[int, int], bool] = {}  # (actor, generation) → it ran one task alone
+        killed: set[tuple[int, int]] = set()  # generations we killed on purpose
+        while not ledger.done():
+            self._dispatch(ledger, inflight, load, exclusive)
+            deadlines = [d for *_, d in inflight.values() if d is not None]
+            wait_s = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait_s)
+            if ready and len(inflight) > 1:
+                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+            for ref in ready:
+                task, k, gen, _ = inflight.pop(ref)
+                if gen == self._generation[k]:
+                    load[k] -= 1
+                    exclusive[k] = exclusive[k] and not task.exclusive
+                try:
+                    reply: ShardReply = ray.get(ref)
+                except (RayActorError, WorkerCrashedError, ObjectLostError) as err:
+                    if (k, gen) in killed:  # we killed it on purpose: not this task's fault
+                        ledger.requeue(task, ledger.unfinished(task))
+                        continue
+                    if gen == self._generation[k]:
+                        died[(k, gen)] = not any(kk == k and g == gen for _, kk, g, _ in inflight.values())
+                        logger.warning("grader actor died (%s); replacing it", type(err).__name__)
+                        self._replace(k, kill=False)
+                        load[k], exclusive[k] = 0, False
+                    if died.get((k, gen)):
+                        ledger.crashed(task, f"its Ray actor died ({type(err).__name__})")
+                    else:
+                        ledger.suspect(task)
+                    continue
+                unrun = []
+                for pos, out in enumerate(reply.outcomes):
+                    if out is None:
+                        unrun.append(pos)
+                    else:
+                        ledger.record(task, pos, out)
+                if reply.split:
+                    for pos in unrun:
+                        ledger.requeue(task, [pos], exclusive=True)
+                else:
+                    ledger.requeue(task, unrun)
+                if reply.tainted and gen == self._generation[k]:
+                    logger.warning(
+                        "grader %r ran past its timeout; replacing its actor", ledger.jobs[task.job].entry.id
+                    )
+                    killed.add((k, gen))
+                    self._replace(k, kill=True)
+                    load[k], exclusive[k] = 0, False
+            now = time.monotonic()
+            for ref, (task, k, gen, deadline) in list(inflight.items()):
+                if deadline is None or now < deadline:
+                    continue
+                inflight.pop(ref)
+                job = ledger.jobs[task.job]
+                todo = ledger.unfinished(task)
+                logger.warning("grader actor did not answer within %.1f s; killing it", self._budget(job, task) or 0.0)
+                if len(todo) == 1:
+                    ledger.record(task, todo[0], timeout_outcome(job.entry.id, job.timeout or 0.0))
+                else:  # one by one, so the next deadline names the culprit
+                    ledger.suspect(task)
+                if gen == self._generation[k]:
+                    killed.add((k, gen))
+                    self._replace(k, kill=True)
+                    load[k], exclusive[k] = 0, False
+        return ledger.outcomes()
+
+    # -- lifetime -----------------------------------------------------------
+    def close(self) -> None:
+        """Kill the actors this executor created and disconnect a Ray it connected (idempotent)."""
+        if not getattr(self, "_owner", False):
+            return
+        import ray
+
+        if ray.is_initialized():
+            for a in self._actors:
+                try:
+                    ray.kill(a, no_restart=True)
+                except (ValueError, RFTError):  # pragma: no cover - already gone
+                    logger.debug("grader actor already gone")
+        self._actors = []
+        self._owner = False
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+            logger.info("ray: shut down the Ray this executor started")
+        self._started_ray = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_owner"] = False  # a copy uses the pool; the driver that built it owns it
+        state["_started_ray"] = False
+        state["cache"] = None
+        # the copy rebuilds the set from its payload (plugin files load by path), so a set
+        # with graders from a plugin file travels to processes that never imported that file
+        state["grader_set"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import threading
+
+        from rft.scoring.cache import ResultCache
+
+        self.__dict__.update(state)
+        self.grader_set = load_grader_set(self._payload)
+        self.cache = ResultCache(self.options.cache_size) if self.options.cache else None
+        self._lock = threading.Lock()
