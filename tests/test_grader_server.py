@@ -96,9 +96,7 @@ def grader_url(graders_file):
     """`rft serve-graders` in a subprocess, as a user starts it."""
     port = free_port()
     proc = subprocess.Popen(
-        # `python -m rft.cli` would run a second copy of the app that misses commands registered by
-        # modules such as rft.cli_judges; call main() as the `rft` console script does
-        [sys.executable, "-c", "from rft.cli import main; main()", "serve-graders", "--graders", str(graders_file),
+        [sys.executable, "-m", "rft", "serve-graders", "--graders", str(graders_file),
          "--port", str(port), "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

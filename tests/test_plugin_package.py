@@ -23,7 +23,7 @@ from rft.plugins import get_plugin_manager, get_registry
 from rft.testing import check_grader
 
 ROOT = Path(__file__).resolve().parents[1]
-RFT = [sys.executable, "-m", "rft.cli"]
+RFT = [sys.executable, "-m", "rft"]
 
 
 def rft(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
