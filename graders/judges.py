@@ -61,12 +61,14 @@ the scoring engine applies around the whole call) are ``request_timeout`` and
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import rft
@@ -77,7 +79,7 @@ from rft.templates import Template, TemplateError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ScoreModel", "LabelModel", "parse_score", "parse_label"]
+__all__ = ["JudgeSettings", "ScoreModel", "LabelModel", "parse_score", "parse_label"]
 
 ROLES = ("system", "developer", "user", "assistant")
 BACKENDS = ("openai", "transformers")
@@ -274,12 +276,80 @@ def _append_instruction(messages: list[dict[str, Any]], instruction: str) -> lis
     return [*out, {"role": "user", "content": instruction}]
 
 
-def _settings(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """The shared keyword settings of a judge's ``__init__`` (its parameters after ``*``)."""
-    import inspect
+@dataclass(frozen=True)
+class JudgeSettings:
+    """The keyword settings every judge takes (grader-entry keys, OpenAI's names first).
 
-    names = [p.name for p in inspect.signature(_ModelJudge.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    return {n: scope[n] for n in names}
+    ``base_url`` … ``budget_tokens`` set up the endpoint (see
+    :class:`rft.llm_client.EndpointConfig`); ``device`` and ``batch_size`` the local
+    model of ``backend: transformers``.
+
+    >>> JudgeSettings.from_kwargs("score_model", {"base_url": "http://h/v1"}).max_concurrency
+    16
+    >>> JudgeSettings.from_kwargs("score_model", {"base_ur": "http://h/v1"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rft.errors.ConfigError: score_model: unknown setting 'base_ur'; did you mean 'base_url'?...
+    """
+
+    name: str | None = None
+    sampling_params: Mapping[str, Any] | None = None
+    backend: str = "openai"
+    instructions: bool = True
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    max_concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    request_timeout: float = 60.0
+    max_retries: int = 4
+    deadline: float | None = 180.0
+    breaker_failures: int = 10
+    breaker_cooldown: float = 30.0
+    prices: Mapping[str, float] | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+    device: str | None = None
+    batch_size: int = 16
+
+    #: The settings that go to :meth:`rft.llm_client.EndpointConfig.resolve`.
+    ENDPOINT_KEYS = (
+        "base_url", "api_key", "api_key_env", "prices", "max_concurrency", "requests_per_minute",
+        "tokens_per_minute", "request_timeout", "max_retries", "deadline", "breaker_failures",
+        "breaker_cooldown", "budget_usd", "budget_tokens",
+    )
+
+    @classmethod
+    def from_kwargs(cls, grader: str, kwargs: Mapping[str, Any]) -> JudgeSettings:
+        """The settings from a judge's keyword arguments.
+
+        Raises:
+            ConfigError: a keyword that is not a setting (with the nearest name).
+        """
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:
+            raise ConfigError(f"{grader}: unknown setting {unknown[0]!r}; {did_you_mean(str(unknown[0]), known)}")
+        return cls(**kwargs)
+
+    def endpoint_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`rft.llm_client.EndpointConfig.resolve`."""
+        return {k: getattr(self, k) for k in self.ENDPOINT_KEYS}
+
+
+def _takes_settings(cls: type) -> type:
+    """Class decorator: give the judge's ``__init__`` (``(self, own…, **settings)``) the full
+    signature, its own parameters and then :class:`JudgeSettings` keyword-only, so grader
+    entries are checked (with did-you-mean) and listed as if each setting were spelled out."""
+    init = cls.__init__
+    own = [p for p in inspect.signature(init).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+        for f in fields(JudgeSettings)
+    ]
+    init.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+    return cls
 
 
 def _flat_text(content: Any) -> str:
@@ -296,35 +366,16 @@ class _ModelJudge:
     def __init__(
         self,
         input: Sequence[Mapping[str, Any]],  # noqa: A002 - OpenAI's field name
-        model: str | None = None,
-        *,
-        name: str | None = None,
-        sampling_params: Mapping[str, Any] | None = None,
-        backend: str = "openai",
-        instructions: bool = True,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        api_key_env: str | None = None,
-        max_concurrency: int = 16,
-        requests_per_minute: float | None = None,
-        tokens_per_minute: float | None = None,
-        request_timeout: float = 60.0,
-        max_retries: int = 4,
-        deadline: float | None = 180.0,
-        breaker_failures: int = 10,
-        breaker_cooldown: float = 30.0,
-        prices: Mapping[str, float] | None = None,
-        budget_usd: float | None = None,
-        budget_tokens: int | None = None,
-        device: str | None = None,
-        batch_size: int = 16,
+        model: str | None,
+        settings: JudgeSettings,
     ):
         t = self._type
+        backend = settings.backend
         if backend not in BACKENDS:
             raise ConfigError(f"{t}: unknown backend {backend!r}; {did_you_mean(str(backend), BACKENDS)}")
         if isinstance(input, (str, Mapping)) or not isinstance(input, Sequence) or not input:
             raise ConfigError(f"{t}: `input` must be a non-empty list of messages ({{role, content}}), got {input!r}")
-        self.name = name
+        self.name = settings.name
         self.backend = backend
         self.messages = [_Message(m, f"{t} input[{i}]") for i, m in enumerate(input)]
         self.model = model or os.environ.get(MODEL_ENV)
@@ -334,33 +385,19 @@ class _ModelJudge:
                 f"({'a local model folder' if backend == 'transformers' else 'as the endpoint knows it'}) "
                 f"or set ${MODEL_ENV}"
             )
+        sampling_params, batch_size = settings.sampling_params, settings.batch_size
         if sampling_params is not None and not isinstance(sampling_params, Mapping):
             raise ConfigError(f"{t}: `sampling_params` must be a mapping, got {sampling_params!r}")
         self.sampling_params = dict(sampling_params or {})
-        self.instructions = bool(instructions)
-        self.device = device
+        self.instructions = bool(settings.instructions)
+        self.device = settings.device
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"{t}: `batch_size` must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
         self.endpoint: EndpointConfig | None = None
         if backend == "openai":
             try:
-                self.endpoint = EndpointConfig.resolve(
-                    base_url=base_url,
-                    api_key=api_key,
-                    api_key_env=api_key_env,
-                    prices=prices,
-                    max_concurrency=max_concurrency,
-                    requests_per_minute=requests_per_minute,
-                    tokens_per_minute=tokens_per_minute,
-                    request_timeout=request_timeout,
-                    max_retries=max_retries,
-                    deadline=deadline,
-                    breaker_failures=breaker_failures,
-                    breaker_cooldown=breaker_cooldown,
-                    budget_usd=budget_usd,
-                    budget_tokens=budget_tokens,
-                )
+                self.endpoint = EndpointConfig.resolve(**settings.endpoint_kwargs())
             except (TypeError, ValueError) as err:
                 raise ConfigError(f"{t}: {err}") from err
         else:
@@ -439,6 +476,7 @@ class _ModelJudge:
 
 
 @rft.grader(name="score_model")
+@_takes_settings
 class ScoreModel(_ModelJudge):
     """OpenAI score_model: a model rates the completion with a number in ``range``.
 
@@ -470,27 +508,7 @@ class ScoreModel(_ModelJudge):
         input: Sequence[Mapping[str, Any]],  # noqa: A002 - OpenAI's field name
         model: str | None = None,
         range: Sequence[float] = (0.0, 1.0),  # noqa: A002 - OpenAI's field name
-        *,
-        name: str | None = None,
-        sampling_params: Mapping[str, Any] | None = None,
-        backend: str = "openai",
-        instructions: bool = True,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        api_key_env: str | None = None,
-        max_concurrency: int = 16,
-        requests_per_minute: float | None = None,
-        tokens_per_minute: float | None = None,
-        request_timeout: float = 60.0,
-        max_retries: int = 4,
-        deadline: float | None = 180.0,
-        breaker_failures: int = 10,
-        breaker_cooldown: float = 30.0,
-        prices: Mapping[str, float] | None = None,
-        budget_usd: float | None = None,
-        budget_tokens: int | None = None,
-        device: str | None = None,
-        batch_size: int = 16,
+        **settings: Any,
     ):
         if not (
             isinstance(range, Sequence)
@@ -500,7 +518,7 @@ class ScoreModel(_ModelJudge):
         ):
             raise ConfigError(f"score_model: `range` must be [low, high] with low < high, got {range!r}")
         self.range = (float(range[0]), float(range[1]))
-        super().__init__(input, model, **_settings(locals()))
+        super().__init__(input, model, JudgeSettings.from_kwargs(self._type, settings))
 
     def _instruction(self) -> str:
         lo, hi = self.range
@@ -536,6 +554,7 @@ class ScoreModel(_ModelJudge):
 
 
 @rft.grader(name="label_model")
+@_takes_settings
 class LabelModel(_ModelJudge):
     """OpenAI label_model: a model picks one of ``labels``; 1.0 when it is a passing label.
 
@@ -560,27 +579,7 @@ class LabelModel(_ModelJudge):
         model: str | None = None,
         labels: Sequence[str] = (),
         passing_labels: Sequence[str] = (),
-        *,
-        name: str | None = None,
-        sampling_params: Mapping[str, Any] | None = None,
-        backend: str = "openai",
-        instructions: bool = True,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        api_key_env: str | None = None,
-        max_concurrency: int = 16,
-        requests_per_minute: float | None = None,
-        tokens_per_minute: float | None = None,
-        request_timeout: float = 60.0,
-        max_retries: int = 4,
-        deadline: float | None = 180.0,
-        breaker_failures: int = 10,
-        breaker_cooldown: float = 30.0,
-        prices: Mapping[str, float] | None = None,
-        budget_usd: float | None = None,
-        budget_tokens: int | None = None,
-        device: str | None = None,
-        batch_size: int = 16,
+        **settings: Any,
     ):
         if isinstance(labels, str) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
             raise ConfigError(f"label_model: `labels` must be a non-empty list of strings, got {labels!r}")
@@ -593,7 +592,7 @@ class LabelModel(_ModelJudge):
             raise ConfigError(f"label_model: passing label {bad[0]!r} is not in `labels`; {did_you_mean(str(bad[0]), labels)}")
         self.labels = list(labels)
         self.passing_labels = list(passing_labels)
-        super().__init__(input, model, **_settings(locals()))
+        super().__init__(input, model, JudgeSettings.from_kwargs(self._type, settings))
 
     def _instruction(self) -> str:
         listed = ", ".join(self.labels)

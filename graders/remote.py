@@ -23,7 +23,6 @@ be reached is ``infrastructure`` for the whole batch.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Sequence
 
 import rft
@@ -75,15 +74,12 @@ class Remote:
             raise ConfigError(f"remote: `batch_size` must be a positive integer, got {batch_size!r}")
         self.grader = grader
         self.batch_size = batch_size
-        key = api_key
-        if key is None and api_key_env:
-            key = os.environ.get(api_key_env)
-            if not key:
-                raise ConfigError(f"remote: `api_key_env` names {api_key_env!r}, which is not set; export it or remove the key")
         try:
-            self.endpoint = EndpointConfig(
-                base_url=str(url).rstrip("/"),
-                api_key=key,  # never a default from $OPENAI_API_KEY: it is not the grader server's
+            self.endpoint = EndpointConfig.resolve(
+                base_url=url,
+                api_key=api_key,
+                api_key_env=api_key_env,
+                env_defaults=False,  # never $OPENAI_BASE_URL / $OPENAI_API_KEY: they are not the grader server's
                 max_concurrency=max_concurrency,
                 request_timeout=request_timeout,
                 max_retries=max_retries,

@@ -27,7 +27,7 @@ from typing import Any
 import rft
 from rft.errors import ConfigError, did_you_mean
 from rft.grading import Grade, Sample
-from rft.templates import Template, render_inputs
+from rft.templates import InputReference
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def similarity(metric: str, text: str, reference: str) -> float:
 
 
 @rft.grader(name="text_similarity", range=(0.0, 1.0))
-class TextSimilarity:
+class TextSimilarity(InputReference):
     """OpenAI text_similarity: fuzzy_match, bleu, gleu, meteor, rouge_1…5, rouge_l or cosine.
 
     Accepts OpenAI's grader JSON as is. The score is the similarity in [0, 1]; with
@@ -211,20 +211,15 @@ class TextSimilarity:
         self.name = name
         self.evaluation_metric = evaluation_metric
         self.pass_threshold = None if pass_threshold is None else float(pass_threshold)
-        self.input = Template(input, where="text_similarity input")
-        self.reference = Template(reference, where="text_similarity reference")
+        self._set_templates("text_similarity", input, reference)
         _preload(evaluation_metric)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         _preload(self.evaluation_metric)
 
-    @property
-    def rft_columns(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.input.columns + self.reference.columns))
-
     def __call__(self, sample: Sample) -> Grade:
-        rendered = render_inputs((self.input, self.reference), sample)
+        rendered = self.render_pair(sample)
         if isinstance(rendered, Grade):
             return rendered
         text, ref = rendered

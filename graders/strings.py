@@ -9,7 +9,7 @@ from typing import Any
 import rft
 from rft.errors import ConfigError, did_you_mean
 from rft.grading import Grade, Sample
-from rft.templates import Template, render_inputs
+from rft.templates import InputReference
 
 __all__ = ["exact_match", "StringCheck", "Regex"]
 
@@ -33,7 +33,7 @@ _VERBS = {
 
 
 @rft.grader(name="string_check", range=(0.0, 1.0))
-class StringCheck:
+class StringCheck(InputReference):
     """OpenAI string_check: input vs reference with eq, ne, like (contains) or ilike (any case).
 
     Accepts OpenAI's grader JSON as is. ``like`` is a case-sensitive *contains* and
@@ -68,15 +68,10 @@ class StringCheck:
             )
         self.name = name
         self.operation = operation
-        self.input = Template(input, where="string_check input")
-        self.reference = Template(reference, where="string_check reference")
-
-    @property
-    def rft_columns(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.input.columns + self.reference.columns))
+        self._set_templates("string_check", input, reference)
 
     def __call__(self, sample: Sample) -> Grade:
-        rendered = render_inputs((self.input, self.reference), sample)
+        rendered = self.render_pair(sample)
         if isinstance(rendered, Grade):
             return rendered
         text, ref = rendered

@@ -200,6 +200,7 @@ class EndpointConfig:
         api_key: str | None = None,
         api_key_env: str | None = None,
         prices: Mapping[str, float] | None = None,
+        env_defaults: bool = True,
         **settings: Any,
     ) -> EndpointConfig:
         """A config from grader-entry settings, filling gaps from the environment.
@@ -209,10 +210,16 @@ class EndpointConfig:
         error when it is unset), else ``$RFT_JUDGE_API_KEY`` / ``$OPENAI_API_KEY``, else
         none. ``prices`` is ``{"input": usd_per_1m, "output": usd_per_1m}``.
 
+        With ``env_defaults=False`` (a server that is not an LLM endpoint, such as
+        ``rft serve-graders``) neither comes from those variables: ``base_url`` is
+        required and the key is ``api_key`` or ``api_key_env``, else none.
+
         >>> EndpointConfig.resolve(base_url="http://h:1/v1/", max_retries=2).base_url
         'http://h:1/v1'
         """
-        url = base_url or next((os.environ[e] for e in BASE_URL_ENVS if os.environ.get(e)), DEFAULT_BASE_URL)
+        url = base_url
+        if env_defaults and not url:
+            url = next((os.environ[e] for e in BASE_URL_ENVS if os.environ.get(e)), DEFAULT_BASE_URL)
         key = api_key
         if key is None and api_key_env:
             key = os.environ.get(api_key_env)
@@ -221,7 +228,7 @@ class EndpointConfig:
                     f"`api_key_env` names the environment variable {api_key_env!r}, which is not set; "
                     "export it, or give `api_key`, or remove `api_key_env` for a server without keys"
                 )
-        if key is None:
+        if key is None and env_defaults:
             key = next((os.environ[e] for e in API_KEY_ENVS if os.environ.get(e)), None)
         if prices is not None:
             unknown = [k for k in prices if k not in ("input", "output")]

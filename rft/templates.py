@@ -33,7 +33,7 @@ from rft.errors import ConfigError, RFTError
 if TYPE_CHECKING:  # pragma: no cover
     from rft.grading import Grade, Sample
 
-__all__ = ["Template", "TemplateError", "render", "render_inputs", "SAMPLE_FIELDS"]
+__all__ = ["InputReference", "Template", "TemplateError", "render", "render_inputs", "SAMPLE_FIELDS"]
 
 #: Fields of the ``sample`` namespace.
 SAMPLE_FIELDS = ("output_text", "output_json", "output_tools")
@@ -245,3 +245,41 @@ def render_inputs(templates: Sequence[Template], sample: Sample) -> list[str] | 
         if err.source == "sample":
             return Grade(0.0, reason=str(err))
         raise
+
+
+class InputReference:
+    """Base of graders that compare a templated ``input`` with a templated ``reference``
+    (OpenAI's ``string_check`` and ``text_similarity``).
+
+    Subclasses call :meth:`_set_templates` in ``__init__`` and :meth:`render_pair` in
+    ``__call__``; ``rft_columns`` (the dataset columns read) comes with it.
+
+    >>> from rft.grading import Sample
+    >>> g = InputReference()
+    >>> g._set_templates("demo", "{{sample.output_text}}", "{{item.answer}}")
+    >>> g.rft_columns, g.render_pair(Sample("4", item={"answer": "4"}))
+    (('answer',), ('4', '4'))
+    """
+
+    input: Template
+    reference: Template
+
+    def _set_templates(self, grader: str, input: str, reference: str) -> None:  # noqa: A002 - OpenAI's field name
+        self.input = Template(input, where=f"{grader} input")
+        self.reference = Template(reference, where=f"{grader} reference")
+
+    @property
+    def rft_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.input.columns + self.reference.columns))
+
+    def render_pair(self, sample: Sample) -> tuple[str, str] | Grade:
+        """``(input, reference)`` rendered for ``sample``, or the low :class:`Grade` of
+        :func:`render_inputs` when the completion lacks a key the templates read.
+
+        Raises:
+            TemplateError: the dataset row lacks a key the templates read.
+        """
+        rendered = render_inputs((self.input, self.reference), sample)
+        if isinstance(rendered, list):
+            return rendered[0], rendered[1]
+        return rendered

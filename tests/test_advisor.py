@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import ADVISOR_GRADERS_PY
 from rft import advisor
 from rft.advisor import ProbeOptions, advise, check_verifiability, dataset_stats, decide, pass_at_k
 from rft.errors import ConfigError, PluginError
@@ -18,29 +19,13 @@ from rft.plugins import get_plugin_manager
 # fixtures: graders in a plugin file, synthetic datasets with known answers
 # ---------------------------------------------------------------------------
 
-GRADERS_PY = '''
-import re
-import rft
-
-
-@rft.grader(range=(0.0, 1.0))
-def number_match(completion: str, answer: str) -> float:
-    """1.0 when the last number in the completion equals the answer."""
-    nums = re.findall(r"-?\\d+", completion)
-    return float(bool(nums) and nums[-1] == str(answer).strip())
-
+GRADERS_PY = ADVISOR_GRADERS_PY + '''
 
 @rft.grader(range=(0.0, 1.0))
 def word_length(completion: str, length: int) -> float:
     """1.0 for a single alphabetic word of exactly `length` letters (verifiable without a reference)."""
     word = completion.strip()
     return float(word.isalpha() and len(word) == int(length))
-
-
-@rft.grader(range=(0.0, 1.0))
-def length_bonus(completion: str) -> float:
-    """Rewards long answers: gameable by padding."""
-    return min(1.0, len(completion) / 500)
 
 
 @rft.grader(range=(0.0, 1.0))

@@ -10,26 +10,11 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
+from helpers import ADVISOR_GRADERS_PY
 from rft.advisor import advice_schema
 from rft.cli import app
 
-GRADERS_PY = '''
-import re
-import rft
-
-
-@rft.grader(range=(0.0, 1.0))
-def number_match(completion: str, answer: str) -> float:
-    """1.0 when the last number in the completion equals the answer."""
-    nums = re.findall(r"-?\\d+", completion)
-    return float(bool(nums) and nums[-1] == str(answer).strip())
-
-
-@rft.grader(range=(0.0, 1.0))
-def length_bonus(completion: str) -> float:
-    """Rewards long answers: gameable by padding."""
-    return min(1.0, len(completion) / 500)
-
+GRADERS_PY = ADVISOR_GRADERS_PY + '''
 
 @rft.hookimpl
 def rft_register_graders(register):

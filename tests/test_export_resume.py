@@ -5,45 +5,25 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
+from helpers import REPO, read_jsonl, tiny_config, write_config
 from rft.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_DATA = REPO / "examples" / "tiny"
 N = 2  # steps before the kill; the runs train 2N RFT steps
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread; on a shared 2-core machine two threads spin against each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_config(tmp: Path, model_dir: Path) -> Path:
-    cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    cfg["model"] = f"tiny:{model_dir}"
-    cfg["data"] = {"train": str(TINY_DATA / "train.jsonl"), "eval": str(TINY_DATA / "eval.jsonl")}
-    cfg["graders"]["plugins"] = [str(TINY_DATA / "graders.py")]
+    """The tiny run, inline scoring, no eval, 2N RFT steps with a checkpoint every N
+    (the runs pass their output directory on the command line)."""
+    cfg = tiny_config(tmp, model_dir, eval={"enabled": False})
     cfg["scoring"]["inline"] = True
-    cfg["eval"] = {"enabled": False}
     cfg["stages"]["rft"]["trl"].update(max_steps=2 * N, save_steps=N)
-    path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return write_config(tmp, cfg)
 
 
 def prompts_per_step(run: Path) -> dict[int, list[str]]:

@@ -251,6 +251,31 @@ def test_config_errors_name_the_entry_and_the_fix(monkeypatch, entry, message):
     assert message in str(info.value) and "graders.yaml: graders[0]" in str(info.value)
 
 
+ENDPOINT_ENTRY = {
+    "base_url": "http://h:1/v1", "api_key": "sk-x", "max_concurrency": 3, "requests_per_minute": 60,
+    "tokens_per_minute": 1000, "request_timeout": 5.0, "max_retries": 1, "deadline": 9.0, "breaker_failures": 2,
+    "breaker_cooldown": 1.0, "prices": {"input": 1.0, "output": 2.0}, "budget_usd": 3.0, "budget_tokens": 100,
+}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"type": "score_model", "range": [0, 5]},
+        {"type": "label_model", "labels": ["good", "bad"], "passing_labels": ["good"]},
+    ],
+)
+def test_both_judges_take_every_endpoint_setting_as_an_entry_key(entry):
+    # the judges declare the shared settings once; each grader-entry key must still reach the endpoint
+    gs = GraderSet.from_config({"graders": [{**entry, "name": "j", "model": "judge", "input": INPUT, **ENDPOINT_ENTRY}]})
+    judge = gs.entries[0].grader.fn
+    ep = judge.endpoint
+    got = {k: getattr(ep, k) for k in ENDPOINT_ENTRY if k != "prices"}
+    assert got == {k: v for k, v in ENDPOINT_ENTRY.items() if k != "prices"}
+    assert (ep.price_input, ep.price_output) == (1.0, 2.0)
+    assert judge.name == "j"
+
+
 def test_label_model_passing_labels_must_be_labels():
     with pytest.raises(ConfigError, match="passing label 'god' is not in `labels`; did you mean 'good'"):
         LabelModel(input=INPUT, model="m", base_url="http://h/v1", labels=["good", "bad"], passing_labels=["god"])

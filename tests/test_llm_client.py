@@ -209,6 +209,12 @@ def test_circuit_breaker_lets_one_probe_at_a_time():
         # the entry wins over the environment
         ({"OPENAI_API_KEY": "sk-o"}, {"base_url": "http://c:3/v1", "api_key_env": "MY_KEY"}, "http://c:3/v1", "sk-mine"),
         ({"OPENAI_API_KEY": "sk-o"}, {"api_key": "sk-inline"}, "https://api.openai.com/v1", "sk-inline"),
+        # without env defaults (the remote grader's server): OpenAI's key is not its key ...
+        ({"OPENAI_API_KEY": "sk-o", "RFT_JUDGE_API_KEY": "sk-r"}, {"base_url": "http://d:4", "env_defaults": False},
+         "http://d:4", None),
+        # ... but the variable the entry names still is
+        ({"OPENAI_API_KEY": "sk-o"}, {"base_url": "http://d:4", "api_key_env": "MY_KEY", "env_defaults": False},
+         "http://d:4", "sk-mine"),
     ],
 )
 def test_endpoint_settings_from_entry_then_environment(monkeypatch, env, kwargs, expected_url, expected_key):

@@ -5,51 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from helpers import read_jsonl, tiny_config, write_config
 from rft.cli import app
 from rft.errors import GraderError, RFTError
 from rft.grading import GraderSet, Outcome, OutcomeKind, grader
 from rft.scoring.base import BatchResult
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_DATA = REPO / "examples" / "tiny"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread; on a shared 2-core machine two threads spin against each other."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_config(tmp: Path, model_dir: Path, **overrides: Any) -> dict[str, Any]:
-    """configs/tiny.yaml with absolute paths and a per-test tiny model directory."""
-    cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    cfg["model"] = f"tiny:{model_dir}"
-    cfg["output_dir"] = str(tmp / "run")
-    cfg["data"] = {"train": str(TINY_DATA / "train.jsonl"), "eval": str(TINY_DATA / "eval.jsonl")}
-    cfg["graders"]["plugins"] = [str(TINY_DATA / "graders.py")]
-    for key, value in overrides.items():
-        if value is None:
-            cfg.pop(key, None)
-        else:
-            cfg[key] = value
-    return cfg
-
-
-def write_config(tmp: Path, cfg: dict[str, Any]) -> Path:
-    path = tmp / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return path
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +34,6 @@ def trained_run(tmp_path_factory, tiny_model) -> Path:
     res = CliRunner().invoke(app, ["train", str(path), "--no-progress"])
     assert res.exit_code == 0, res.output + repr(res.exception)
     return tmp / "run"
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.mark.slow

@@ -190,6 +190,28 @@ class Ledger:
         if positions:
             self.pending.append(Task(task.job, [task.idx[p] for p in positions], exclusive))
 
+    def settle(self, task: Task, outcomes: Sequence[Outcome | None], *, split: bool = False) -> None:
+        """Record a shard's reply: store each outcome, send the samples without one again.
+
+        Args:
+            task: the task the reply answers.
+            outcomes: one per position of ``task``; None where the sample was not run.
+            split: send the unrun samples again one by one, each alone on a worker (they
+                cannot be told apart from the one that got the worker stuck); else as
+                one task.
+        """
+        unrun = []
+        for pos, out in enumerate(outcomes):
+            if out is None:
+                unrun.append(pos)
+            else:
+                self.record(task, pos, out)
+        if split:
+            for pos in unrun:
+                self.requeue(task, [pos], exclusive=True)
+        else:
+            self.requeue(task, unrun)
+
     def suspect(self, task: Task) -> None:
         """The worker running ``task`` died with other work in flight: no one can be
         blamed, so the unfinished samples run again one by one, each alone on a worker."""

@@ -39,19 +39,10 @@ def grader_inputs(grader: Grader, sample: Sample) -> dict[str, Any]:
     """
     if grader.trl_style:
         names = [*_TRL_INPUTS, *(n for n in grader.inputs if n not in grader.bound and n not in _TRL_NAMES)]
-        out: dict[str, Any] = {}
-        for n in names:
-            try:
-                out[n] = sample.resolve(n)
-            except KeyError:
-                continue
-        if grader.var_kwargs:
-            out["item"] = sample.item
-        return out
-    out = {}
-    for name in grader.inputs:
-        if name in grader.bound:
-            continue
+    else:
+        names = [n for n in grader.inputs if n not in grader.bound]
+    out: dict[str, Any] = {}
+    for name in names:
         try:
             out[name] = sample.resolve(name)
         except KeyError:

@@ -293,17 +293,7 @@ class LocalExecutor(Executor):
                     job.entry.id,
                     job.timeout,
                 )
-            unrun = []
-            for pos, out in enumerate(reply.outcomes):
-                if out is None:
-                    unrun.append(pos)
-                else:
-                    ledger.record(task, pos, out)
-            if reply.split:
-                for pos in unrun:
-                    ledger.requeue(task, [pos], exclusive=True)
-            else:
-                ledger.requeue(task, unrun)
+            ledger.settle(task, reply.outcomes, split=reply.split)
         return ledger.outcomes()
 
     def close(self) -> None:

@@ -241,17 +241,7 @@ class RayExecutor(Executor):
                     else:
                         ledger.suspect(task)
                     continue
-                unrun = []
-                for pos, out in enumerate(reply.outcomes):
-                    if out is None:
-                        unrun.append(pos)
-                    else:
-                        ledger.record(task, pos, out)
-                if reply.split:
-                    for pos in unrun:
-                        ledger.requeue(task, [pos], exclusive=True)
-                else:
-                    ledger.requeue(task, unrun)
+                ledger.settle(task, reply.outcomes, split=reply.split)
                 if reply.tainted and gen == self._generation[k]:
                     logger.warning(
                         "grader %r ran past its timeout; replacing its actor", ledger.jobs[task.job].entry.id

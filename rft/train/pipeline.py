@@ -176,6 +176,28 @@ def _truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
         path.write_text("".join(ln + "\n" for ln in kept))
 
 
+def _resume_point(paths: RunPaths, stage: str, resume: bool, *, rollouts: bool = False) -> Path | None:
+    """The checkpoint ``stage`` resumes from, or None when it starts from scratch.
+
+    On resume, the stage's metrics (and, with ``rollouts``, the rollouts) logged after
+    that checkpoint are dropped, so they are not written twice; when the run was killed
+    before the stage's first checkpoint, all of them are dropped.
+    """
+    from rft.train.callbacks import last_complete_checkpoint
+
+    ckpt = last_complete_checkpoint(paths.checkpoints(stage)) if resume else None
+    if ckpt is not None:
+        step = int(ckpt.name.rsplit("-", 1)[1])
+        _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != stage or r.get("step", 0) <= step)
+        if rollouts:
+            _truncate_jsonl(paths.rollouts, lambda r: (r.get("step") or 0) < step)
+    elif resume:  # killed before the first checkpoint: the stage starts over
+        _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != stage)
+        if rollouts:
+            _truncate_jsonl(paths.rollouts, lambda r: False)
+    return ckpt
+
+
 def run_training(
     cfg: RunConfig,
     *,
@@ -261,21 +283,10 @@ def run_training(
             if paths.done("sft").exists():
                 say("sft: finished earlier, skipped")
             else:
-                from rft.train.callbacks import (
-                    CheckpointMarker,
-                    MetricsWriter,
-                    TrainableCheck,
-                    last_complete_checkpoint,
-                    quiet_console,
-                )
+                from rft.train.callbacks import CheckpointMarker, MetricsWriter, TrainableCheck, quiet_console
                 from rft.train.sft import build_sft_trainer
 
-                ckpt = last_complete_checkpoint(paths.checkpoints("sft")) if resume else None
-                if ckpt is not None:
-                    step = int(ckpt.name.rsplit("-", 1)[1])
-                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "sft" or r.get("step", 0) <= step)
-                elif resume:  # killed before the first checkpoint: the stage starts over
-                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "sft")
+                ckpt = _resume_point(paths, "sft", resume)
                 say(f"sft: training{f' from {ckpt}' if ckpt else ''}")
                 trainer = build_sft_trainer(
                     model, tokenizer, splits.train,
@@ -311,24 +322,11 @@ def run_training(
                 model = None
                 rft_runner(cfg=cfg, paths=paths, plan=plan, executor=executor, ckpt=ckpt, log=say)
             else:
-                from rft.train.callbacks import (
-                    CheckpointMarker,
-                    MetricsWriter,
-                    TrainableCheck,
-                    last_complete_checkpoint,
-                    quiet_console,
-                )
+                from rft.train.callbacks import CheckpointMarker, MetricsWriter, TrainableCheck, quiet_console
                 from rft.train.grpo import build_grpo_trainer
                 from rft.train.rewards import RewardBridge
 
-                ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
-                if ckpt is not None:
-                    step = int(ckpt.name.rsplit("-", 1)[1])
-                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft" or r.get("step", 0) <= step)
-                    _truncate_jsonl(paths.rollouts, lambda r: (r.get("step") or 0) < step)
-                elif resume:
-                    _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft")
-                    _truncate_jsonl(paths.rollouts, lambda r: False)
+                ckpt = _resume_point(paths, "rft", resume, rollouts=True)
                 if cfg.sft is not None:
                     # Hand-off: continue the SFT adapter (trainable), so the final adapter applies to the base model.
                     del model

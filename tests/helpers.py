@@ -1,0 +1,76 @@
+"""Helpers shared by several test modules (pytest puts tests/ on sys.path: ``from helpers import …``).
+
+Fixtures live in ``conftest.py``; this module holds plain functions and sources.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DATA = REPO / "examples" / "tiny"
+
+
+# ---------------------------------------------------------------------------
+# training runs on a tiny model (test_train_e2e, test_export_resume)
+# ---------------------------------------------------------------------------
+
+
+def tiny_config(tmp: Path, model_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """configs/tiny.yaml with absolute paths and a per-test tiny model directory.
+
+    ``overrides`` replace top-level keys; None removes one.
+    """
+    cfg = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    cfg["model"] = f"tiny:{model_dir}"
+    cfg["output_dir"] = str(tmp / "run")
+    cfg["data"] = {"train": str(TINY_DATA / "train.jsonl"), "eval": str(TINY_DATA / "eval.jsonl")}
+    cfg["graders"]["plugins"] = [str(TINY_DATA / "graders.py")]
+    for key, value in overrides.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def write_config(tmp: Path, cfg: dict[str, Any]) -> Path:
+    """``cfg`` as ``tmp/run.yaml``."""
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON Lines file (blank lines skipped)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------
+# advisor plugin files (test_advisor, test_advisor_cli)
+# ---------------------------------------------------------------------------
+
+#: The start of an advisor test's plugin file: a grader with a reference answer
+#: (``number_match``) and a gameable one (``length_bonus``); append more graders and the
+#: ``rft_register_graders`` hook.
+ADVISOR_GRADERS_PY = '''
+import re
+import rft
+
+
+@rft.grader(range=(0.0, 1.0))
+def number_match(completion: str, answer: str) -> float:
+    """1.0 when the last number in the completion equals the answer."""
+    nums = re.findall(r"-?\\d+", completion)
+    return float(bool(nums) and nums[-1] == str(answer).strip())
+
+
+@rft.grader(range=(0.0, 1.0))
+def length_bonus(completion: str) -> float:
+    """Rewards long answers: gameable by padding."""
+    return min(1.0, len(completion) / 500)
+'''
