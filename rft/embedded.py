@@ -120,6 +120,7 @@ def ensure_smollm2(cache_dir: str | Path | None = None) -> Path:
     try:
         _convert_gguf(gguf, tmp)
         (tmp / _DONE_MARKER).write_text(f"{gguf}\n", encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary directory
         if target.exists():  # a stale, incomplete directory (no marker): replace it
             shutil.rmtree(target)
         try:
