@@ -151,10 +151,12 @@ def run_grade(
         return 2
 
     summary = summarize(grader_set, outcomes)
-    table = Table(title=f"{len(samples)} samples · {data}")
-    cols = ["grader", "weight", "mean", "std", "min", "max", "n/a", *[k.value for k in ERROR_KINDS], "p50 ms", "p95 ms"]
+    from rich import box
+
+    table = Table(title=f"{len(samples)} samples · {data}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = ["grader", "weight", "mean", "std", "min", "max", "n/a", "errors", "p50ms", "p95ms"]
     for c in cols:
-        table.add_column(c, justify="left" if c == "grader" else "right")
+        table.add_column(c, justify="left" if c == "grader" else "right", no_wrap=True)
 
     def f(x: Any, nd: int = 3) -> str:
         return "-" if x is None else f"{x:.{nd}f}"
@@ -162,10 +164,14 @@ def run_grade(
     for r in summary:
         table.add_row(
             r["grader"], f"{r['weight']:g}", f(r["mean"]), f(r["std"]), f(r["min"]), f(r["max"]), str(r["not_applicable"]),
-            *[(f"[red]{r[k.value]}[/]" if r[k.value] else "0") for k in ERROR_KINDS],
+            (f"[red]{n_errors}[/]" if (n_errors := sum(r[k.value] for k in ERROR_KINDS)) else "0"),
             f(r["latency_p50_ms"], 2), f(r["latency_p95_ms"], 2),
         )
     con.print(table)
+    for r in summary:  # the errors column is a total; its kinds, per grader
+        kinds = ", ".join(f"{k.value} {r[k.value]}" for k in ERROR_KINDS if r[k.value])
+        if kinds:
+            con.print(f"[red]{r['grader']}[/]: {kinds}", highlight=False)
     valid = [r for r in rewards if r is not None]
     if valid:
         con.print(f"reward (combined): mean {statistics.fmean(valid):.3f} over {len(valid)} samples")
