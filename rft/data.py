@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rft.errors import DataError
+from rft.parsing import decode_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -200,12 +201,7 @@ def _message_text(msg: dict[str, Any]) -> str:
         calls = []
         for call in msg["tool_calls"]:
             fn = call.get("function", call)
-            args = fn.get("arguments", {})
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except ValueError:
-                    pass
+            args = decode_arguments(fn.get("arguments", {}))
             calls.append("<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": args}) + "</tool_call>")
         return "\n".join(calls)
     return "" if content is None else str(content)

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 __all__ = [
+    "decode_arguments",
     "extract_json",
     "parse_tool_calls",
     "normalize_tool_call",
@@ -68,6 +69,25 @@ def extract_json(text: str) -> tuple[bool, Any]:
     return False, None
 
 
+def decode_arguments(args: Any) -> Any:
+    """Tool-call arguments as a dict when they are a JSON string; an empty string is ``{}``.
+
+    Arguments that are not valid JSON stay the string they were, so the ``tool_call``
+    grader can report them as invalid rather than lose them.
+
+    >>> decode_arguments('{"city": "Paris"}'), decode_arguments(""), decode_arguments("{oops")
+    ({'city': 'Paris'}, {}, '{oops')
+    """
+    if not isinstance(args, str):
+        return args
+    if not args.strip():
+        return {}
+    try:
+        return json.loads(args)
+    except ValueError:
+        return args
+
+
 def normalize_tool_call(obj: Any) -> dict[str, Any] | None:
     """One tool call in OpenAI's shape ``{"type": "function", "function": {"name",
     "arguments"}}``, with ``arguments`` decoded from a JSON string where it is valid JSON;
@@ -81,20 +101,9 @@ def normalize_tool_call(obj: Any) -> dict[str, Any] | None:
         return None
     if "function" in obj and isinstance(obj["function"], dict):  # OpenAI tool_calls shape
         fn = obj["function"]
-        args = fn.get("arguments", {})
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except ValueError:
-                pass
-        return {"type": "function", "function": {"name": fn.get("name"), "arguments": args}}
+        return {"type": "function", "function": {"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments", {}))}}
     if "name" in obj and ("arguments" in obj or "parameters" in obj):
-        args = obj.get("arguments", obj.get("parameters", {}))
-        if isinstance(args, str):
-            try:
-                args = json.loads(args) if args.strip() else {}
-            except ValueError:
-                pass
+        args = decode_arguments(obj.get("arguments", obj.get("parameters", {})))
         return {"type": "function", "function": {"name": obj["name"], "arguments": args}}
     return None
 

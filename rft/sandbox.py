@@ -45,6 +45,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -791,11 +792,9 @@ class SandboxProcess:
         if self._closed:
             return
         self._closed = True
-        try:
-            if self.stdin is not None:
+        if self.stdin is not None:
+            with contextlib.suppress(OSError):  # the program may have closed its end already
                 self.stdin.close()
-        except OSError:
-            pass
         if self._proc.returncode is None:
             _kill_group(self._proc)
         self._prep.sweep()
