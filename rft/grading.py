@@ -109,6 +109,8 @@ class Outcome:
 
     ``score`` is set for :attr:`OutcomeKind.SCORE`; for error kinds it is ``None`` unless
     the grader's ``on_error`` policy supplied a fixed score (``fallback`` is then True).
+    ``attempts`` is how many times the sample was sent to a worker: more than 1 when a
+    worker or actor it was on died, was killed after a timeout, or its node was lost.
     """
 
     kind: OutcomeKind

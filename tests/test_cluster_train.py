@@ -43,6 +43,29 @@ def rft_register_graders(register):
 '''
 
 
+# Holds the step-1 calls on the grader node until the test has removed that node, so the
+# node is lost with calls in flight (not before or after the run needs it).
+HOLD_PLUGIN = '''
+import os
+import time
+import rft
+
+@rft.grader
+def held_at_step_1(completion: str, step: int, held: str = "", released: str = "") -> float:
+    """1.0; at step 1, first says so (``held``) and waits for ``released``."""
+    if step >= 1 and not os.path.exists(released):
+        open(held, "a").close()
+        while not os.path.exists(released):
+            time.sleep(0.05)
+    return 1.0
+
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register(held_at_step_1)
+'''
+
+
 def write_config(tmp: Path, *, graders: list[dict], scaling: dict, plugins: list[str] = ()) -> Path:
     (tmp / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     cfg = {
@@ -142,7 +165,16 @@ def cluster():
     with socket.socket() as sock:  # the dashboard (state API: where actors run) on a free port
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": True, "dashboard_port": port})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "include_dashboard": True,
+            "dashboard_port": port,
+            # a removed node is declared dead in ~4 s instead of Ray's default ~15 s
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 4},
+        },
+    )
     grader_node = c.add_node(num_cpus=0, resources={"grader_node": 4})
     c.wait_for_nodes()
     ray.init(address=c.address, log_to_driver=False)
@@ -208,6 +240,8 @@ def test_killed_grader_actor_is_replaced_and_retried(cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     from ray.util.state import list_actors
 
     from rft.distributed import run_distributed
@@ -215,30 +249,52 @@ def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
     c, grader_node = cluster
     spare = c.add_node(num_cpus=0, resources={"grader_node": 4})
     c.wait_for_nodes()
-    path = write_config(tmp_path, graders=[{"name": "exact_match", "retries": 2}], scaling=SCALING)
+    # a placeholder holds all of the spare node's grader_node until the pool runs on grader_node
+    # (nodes join only from the main thread), so the spare node gets only the replacements
+    class Seat:  # defined here: the workers cannot import this test module
+        def ready(self) -> bool:
+            return True
+
+    seat = ray.remote(num_cpus=0, resources={"grader_node": 4})(Seat).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(spare.node_id, soft=False)
+    ).remote()
+    ray.get(seat.ready.remote(), timeout=120)
+    (tmp_path / "hold_plugin.py").write_text(HOLD_PLUGIN)
+    held, released = tmp_path / "held", tmp_path / "released"
+    graders = [{"name": "held_at_step_1", "held": str(held), "released": str(released), "retries": 2, "timeout": 120}]
+    path = write_config(tmp_path, graders=graders, scaling=SCALING, plugins=["hold_plugin.py"])
     cfg = load_config(path)
     run = Path(cfg.output_dir)
-    killed = threading.Event()
+    gone = grader_node.node_id
 
-    def kill_grader_node_after_first_batch() -> None:
+    def kill_grader_node_while_it_holds_calls() -> None:
         deadline = time.monotonic() + 300
-        while not read_jsonl(run / "rollouts.jsonl") and time.monotonic() < deadline:
-            time.sleep(0.2)
+        while not held.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ray.kill(seat)
         c.remove_node(grader_node, allow_graceful=False)
-        killed.set()
+        # release the held calls only once the head has declared the node dead: until then
+        # its orphaned worker processes may still answer
+        while any(n["NodeID"] == gone and n["Alive"] for n in ray.nodes()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        released.touch()
 
-    t = threading.Thread(target=kill_grader_node_after_first_batch, daemon=True)
+    t = threading.Thread(target=kill_grader_node_while_it_holds_calls, daemon=True)
     t.start()
     run_distributed(cfg, progress=False)
     t.join(timeout=60)
-    assert killed.is_set()
+    assert released.exists()  # the node was removed with step-1 calls held on it
     assert json.loads((run / "rft" / "DONE").read_text())["global_step"] == 2
     rows = read_jsonl(run / "rollouts.jsonl") + read_jsonl(run / "rollouts.rank1.jsonl")
-    assert len(rows) == 16 and all(r["graders"]["exact_match"].get("kind") == "score" for r in rows)
+    assert len(rows) == 16 and all(r["graders"]["held_at_step_1"].get("score") == 1.0 for r in rows)
+    retries = sum(m.get("graders/held_at_step_1/retries") or 0 for m in read_jsonl(run / "metrics.jsonl"))
+    assert retries > 0  # the held calls were retried, not dropped
     # the replacement actors ran on the spare node (the only other node with grader_node)
     spare_id = spare.node_id
     grader_actors = list_actors(filters=[("class_name", "=", "GraderActor")], limit=1000)
     assert any(a.node_id == spare_id for a in grader_actors)
+    assert any(a.node_id == gone and a.state == "DEAD" for a in grader_actors)  # the pool's first home
+    assert not any(n["NodeID"] == gone and n["Alive"] for n in ray.nodes())  # the tests after this see it gone
 
 
 @pytest.mark.slow

@@ -55,9 +55,10 @@ def test_every_fault_is_contained_and_counted(ray_executor):
     result = ray_executor.score([Sample(c) for c, _, _ in FAULTS])
     assert kinds(result, "unruly") == [k for _, k, _ in FAULTS]
     assert kinds(result, "unruly_async") == [k for _, _, k in FAULTS]
-    # the actor died running other shards too: only the sample that dies alone is charged
-    assert [per["unruly"].attempts for per in result.outcomes] == [1] * len(FAULTS)
+    # the actor died running other shards too, yet with retries=0 only "die" was dropped:
+    # the bystanders were sent again free of charge, and those re-sends are counted
     m = result.metrics
+    assert m["graders/unruly/retries"] == sum(per["unruly"].attempts - 1 for per in result.outcomes) > 0
     assert (m["graders/unruly/count/timeout"], m["graders/unruly_async/count/timeout"]) == (2.0, 2.0)
     assert m["graders/unruly/count/infrastructure"] == 1.0
     # the pool is whole again: the next batch scores normally on every grader
@@ -107,6 +108,67 @@ def test_a_pickled_executor_uses_the_same_actors(ray_executor):
     assert copy.score([Sample("abcde")]).scores("unruly") == [0.5]
     copy.close()  # a copy does not own the pool
     assert ray_executor.score([Sample("ab")]).scores("unruly") == [0.2]
+
+
+# Reads an "arm" file at import: in the test process it is absent (the set loads); once the
+# test writes it, the first grader actor to load the plugin takes it and fails as asked.
+ARMED_PLUGIN = '''
+import os
+import rft
+
+ARM = {arm!r}
+
+
+def _take_arm() -> bool:
+    try:
+        os.rename(ARM, ARM + ".taken")  # atomic: one actor takes it
+    except FileNotFoundError:
+        return False
+    return True
+
+
+if _take_arm():
+    {fail}
+
+
+@rft.grader
+def steady(completion: str) -> float:
+    return 1.0
+
+
+@rft.hookimpl
+def rft_register_graders(register):
+    register(steady)
+'''
+
+
+def armed_grader_set(tmp_path: Path, fail: str) -> tuple[GraderSet, Path]:
+    arm = tmp_path / "arm"
+    plugin = tmp_path / "armed_plugin.py"
+    plugin.write_text(ARMED_PLUGIN.format(arm=str(arm), fail=fail))
+    gs = GraderSet.from_config({"graders": [{"name": "steady"}], "plugins": [str(plugin)]})
+    arm.touch()
+    return gs, arm
+
+
+def test_an_actor_lost_while_starting_is_replaced(ray_cluster, tmp_path):
+    # the process dies before the grader set is loaded (as when its node is lost): not the
+    # plugin's fault, so the pool replaces that actor and starts whole
+    gs, arm = armed_grader_set(tmp_path, "os._exit(1)")
+    with make_executor(gs, "ray", ScoringOptions(num_workers=2)) as ex:
+        assert Path(f"{arm}.taken").exists()  # an actor did die while starting
+        assert len(ex.actors) == 2
+        assert ex.score([Sample("a"), Sample("b"), Sample("c")]).scores("steady") == [1.0, 1.0, 1.0]
+
+
+def test_a_grader_set_that_raises_in_an_actor_is_a_plugin_error(ray_cluster, tmp_path):
+    from rft.errors import PluginError
+
+    gs, arm = armed_grader_set(tmp_path, 'raise RuntimeError("this node lacks libfoo")')
+    with pytest.raises(PluginError, match="(?s)could not load the grader set.*this node lacks libfoo") as info:
+        make_executor(gs, "ray", ScoringOptions(num_workers=2))
+    assert "\x1b[" not in str(info.value)  # readable in a log file
+    assert ray_cluster.is_initialized()
 
 
 class _FakeRay:

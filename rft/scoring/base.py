@@ -138,13 +138,16 @@ class Ledger:
     it is charged one crash and retried alone; after ``entry.retries`` retries it is
     dropped with an ``infrastructure`` outcome. The other unfinished samples are sent
     again without charge — as one shard when the culprit is known, else one by one,
-    so that the next crash names its culprit.
+    so that the next crash names its culprit. Every send is counted all the same: an
+    outcome's ``attempts`` is how many times its sample went to a worker, so the
+    ``retries`` metric shows the extra work a lost actor or node cost, charged or not.
     """
 
     def __init__(self, jobs: Sequence[Job], num_shards: int):
         self.jobs = list(jobs)
         self.results: list[list[Outcome | None]] = [[None] * len(j.samples) for j in self.jobs]
         self.crashes: list[list[int]] = [[0] * len(j.samples) for j in self.jobs]
+        self.sends: list[list[int]] = [[1] * len(j.samples) for j in self.jobs]
         self.pending: deque[Task] = deque()
         # a batched grader gets the whole batch in one call (what its author expects, and
         # the same on every executor); other graders get one shard per worker
@@ -177,7 +180,7 @@ class Ledger:
         i = task.idx[pos]
         if self.results[task.job][i] is None:
             self._open -= 1
-        outcome.attempts = self.crashes[task.job][i] + 1
+        outcome.attempts = self.sends[task.job][i]
         self.results[task.job][i] = outcome
 
     def unfinished(self, task: Task) -> list[int]:
@@ -186,7 +189,9 @@ class Ledger:
         return [p for p, i in enumerate(task.idx) if res[i] is None]
 
     def requeue(self, task: Task, positions: Sequence[int], *, exclusive: bool = False) -> None:
-        """Send these positions of ``task`` again, without charge."""
+        """Send these positions of ``task`` again, without charge (each send is counted)."""
+        for p in positions:
+            self.sends[task.job][task.idx[p]] += 1
         if positions:
             self.pending.append(Task(task.job, [task.idx[p] for p in positions], exclusive))
 
@@ -235,7 +240,7 @@ class Ledger:
                 f"grader {entry.id!r}: {error}; gave up after {entry.retries} "
                 f"retr{'y' if entry.retries == 1 else 'ies'} (set `retries:` on the grader to change)",
             )
-            out.attempts = self.crashes[task.job][i]
+            out.attempts = self.sends[task.job][i]
             self.results[task.job][i] = out
             self._open -= 1
             logger.warning("dropped a sample of grader %r: %s", entry.id, error)

@@ -8,7 +8,7 @@ For every grader id ``<id>`` in the set:
 ``graders/<id>/error_rate``            share of the batch with an error kind
 ``graders/<id>/latency_p50``, ``_p95`` seconds per call, over calls actually made (not cache hits)
 ``graders/<id>/cache_hit_rate``        share of the batch served from the cache
-``graders/<id>/retries``               extra attempts after worker/actor crashes (infrastructure retries)
+``graders/<id>/retries``               samples sent again after their worker/actor died or was replaced
 ``graders/<id>/metrics/<name>``        mean of a named sub-metric of :class:`~rft.Grade`
 =====================================  ==================================================
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,8 @@ __all__ = ["RayExecutor", "connect"]
 ACTOR_START_TIMEOUT_S = 300.0
 #: Seconds the driver adds to a call's own time budget before it declares the actor stuck.
 DRIVER_GRACE_S = 5.0
+#: Times one actor is replaced when it is lost (node died, process killed) before it started.
+START_REPLACEMENTS = 3
 
 
 class GraderActor:
@@ -130,7 +133,7 @@ class RayExecutor(Executor):
         try:
             self._actors = [self._new_actor() for _ in range(self.options.num_workers)]
             self._generation = [0] * len(self._actors)
-            self._wait_ready(self._actors)
+            self._wait_ready()
         except BaseException:
             self.close()
             raise
@@ -147,21 +150,45 @@ class RayExecutor(Executor):
             opts.update(name=f"rft-graders-{self._pool_id}-{slot}-{generation}", get_if_exists=True)
         return _remote_actor_class().options(**opts).remote(self._payload)
 
-    def _wait_ready(self, actors: Sequence[Any]) -> None:
-        import ray
-        from ray.exceptions import GetTimeoutError, RayActorError
+    def _wait_ready(self) -> None:
+        """Wait until every actor has loaded the grader set.
 
-        try:
-            ray.get([a.ping.remote() for a in actors], timeout=ACTOR_START_TIMEOUT_S)
-        except RayActorError as err:
-            raise PluginError(f"a grader actor could not load the grader set: {err}") from err
-        except GetTimeoutError as err:
-            raise RFTError(
-                f"{len(actors)} grader actors did not start within {ACTOR_START_TIMEOUT_S:g} s. Each asks for "
-                f"{self.options.actor_resources or 'the default resources (1 CPU to schedule)'}; the cluster has "
-                f"{ray.available_resources()} available. Lower `scoring.num_workers` or "
-                "`scoring.actor_resources`, or add nodes with those resources"
-            ) from err
+        An actor whose ``__init__`` raised is a :class:`PluginError` (the grader set does not
+        load; starting it again would fail the same way). An actor lost for a system reason
+        while starting (its node died, its process was killed) is replaced, up to
+        :data:`START_REPLACEMENTS` times per actor.
+        """
+        import ray
+        from ray.exceptions import RayActorError
+
+        deadline = time.monotonic() + ACTOR_START_TIMEOUT_S
+        pending = {a.ping.remote(): k for k, a in enumerate(self._actors)}
+        replaced = [0] * len(self._actors)
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise RFTError(
+                    f"{len(pending)} of {len(self._actors)} grader actors did not start within "
+                    f"{ACTOR_START_TIMEOUT_S:g} s. Each asks for "
+                    f"{self.options.actor_resources or 'the default resources (1 CPU to schedule)'}; the "
+                    f"cluster has {ray.available_resources()} available. Lower `scoring.num_workers` or "
+                    "`scoring.actor_resources`, or add nodes with those resources"
+                )
+            k = pending.pop(ready[0])
+            try:
+                ray.get(ready[0])
+            except RayActorError as err:
+                if err.actor_init_failed:  # its traceback ends with the plugin's own error
+                    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # Ray colours the task name
+                    raise PluginError(f"a grader actor could not load the grader set: {text}") from err
+                if replaced[k] >= START_REPLACEMENTS:
+                    raise RFTError(
+                        f"grader actor {k} was lost {replaced[k] + 1} times while starting; last: {err}"
+                    ) from err
+                replaced[k] += 1
+                logger.warning("grader actor %d was lost while starting (%s); replacing it", k, type(err).__name__)
+                self._replace(k, kill=False)
+                pending[self._actors[k].ping.remote()] = k
 
     def _replace(self, k: int, *, kill: bool) -> None:
         import ray
