@@ -68,7 +68,14 @@ def counted(completion: str, log_dir: str = "") -> float:
     return 1.0
 
 
+@rft.grader
+def worker_pid(completion: str, work_ms: float = 0.0) -> rft.Grade:
+    """Scores 1.0 after ``work_ms`` of sleep; the ``pid`` metric says which process ran it."""
+    time.sleep(work_ms / 1000)
+    return rft.Grade(1.0, metrics={"pid": float(os.getpid())})
+
+
 @rft.hookimpl
 def rft_register_graders(register):
-    for g in (unruly, unruly_async, short_batch, always_raises, counted):
+    for g in (unruly, unruly_async, short_batch, always_raises, counted, worker_pid):
         register(g)

@@ -236,6 +236,24 @@ def test_step_is_injected_without_touching_the_callers_samples():
     assert samples[0].step is None
 
 
+def pids(result, gid: str) -> set[float]:
+    return {per[gid].metrics["pid"] for per in result.outcomes}
+
+
+def test_cheap_graders_go_as_one_call_slow_ones_are_spread():
+    gs = grader_set({"name": "worker_pid", "id": "cheap"}, {"name": "worker_pid", "id": "slow", "work_ms": 20})
+    samples = [Sample(f"s{i}") for i in range(16)]
+    with make_executor(gs, "local", ScoringOptions(num_workers=2, cache=False)) as ex:
+        first = ex.score(samples)  # nothing measured yet: one shard per worker for both
+        assert len(pids(first, "cheap")) == len(pids(first, "slow")) == 2
+        # measured: the cheap grader's 16 samples are less work than a call's round trip
+        assert ex.shards_for(gs["cheap"], 16) == 1
+        assert ex.shards_for(gs["slow"], 16) >= 2
+        second = ex.score(samples)
+        assert len(pids(second, "cheap")) == 1
+        assert len(pids(second, "slow")) == 2
+
+
 def test_outcomes_survive_pickling(unruly_executor):
     result = unruly_executor.score([Sample("ok")])
     assert pickle.loads(pickle.dumps(result)).outcomes[0]["unruly"].score == 0.2

@@ -102,6 +102,16 @@ def test_error_budget_on_ray_names_grader_and_sample(ray_cluster):
     assert ray_cluster.is_initialized()  # closing the executor leaves a Ray it did not start
 
 
+def test_cheap_graders_go_to_one_actor_slow_ones_to_all(ray_cluster):
+    gs = grader_set({"name": "worker_pid", "id": "cheap"}, {"name": "worker_pid", "id": "slow", "work_ms": 20})
+    samples = [Sample(f"s{i}") for i in range(16)]
+    with make_executor(gs, "ray", ScoringOptions(num_workers=2, cache=False, actor_resources={"num_cpus": 0})) as ex:
+        ex.score(samples)  # measures both
+        result = ex.score(samples)
+        assert len({per["cheap"].metrics["pid"] for per in result.outcomes}) == 1
+        assert len({per["slow"].metrics["pid"] for per in result.outcomes}) == 2
+
+
 def test_a_pickled_executor_uses_the_same_actors(ray_executor):
     copy = pickle.loads(pickle.dumps(ray_executor))
     assert [a._actor_id for a in copy.actors] == [a._actor_id for a in ray_executor.actors]

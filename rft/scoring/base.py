@@ -110,11 +110,14 @@ class Job:
         entry: the grader and its policy.
         samples: the samples to score.
         timeout: seconds per call (the entry's own, else the executor's default).
+        shards: at most this many shards (None: one per worker); see
+            :meth:`Executor.shards_for`.
     """
 
     entry: GraderEntry
     samples: list[Sample]
     timeout: float | None
+    shards: int | None = None
 
 
 @dataclass
@@ -143,7 +146,10 @@ class Ledger:
     ``retries`` metric shows the extra work a lost actor or node cost, charged or not.
     """
 
-    def __init__(self, jobs: Sequence[Job], num_shards: int):
+    def __init__(self, jobs: Sequence[Job], num_shards: int, *, oversplit: int = 1):
+        """``num_shards`` workers; a measured slow sync grader may get up to ``oversplit``
+        shards per worker, so that a worker that finishes early takes the next one (for
+        executors that hand a worker one task at a time)."""
         self.jobs = list(jobs)
         self.results: list[list[Outcome | None]] = [[None] * len(j.samples) for j in self.jobs]
         self.crashes: list[list[int]] = [[0] * len(j.samples) for j in self.jobs]
@@ -151,10 +157,16 @@ class Ledger:
         self.pending: deque[Task] = deque()
         # a batched grader gets the whole batch in one call (what its author expects, and
         # the same on every executor); other graders get one shard per worker
-        per_job = [
-            self._split(j, list(range(len(job.samples))), 1 if job.entry.grader.batched else num_shards)
-            for j, job in enumerate(self.jobs)
-        ]
+        def shards(job: Job) -> int:
+            if job.entry.grader.batched:
+                return 1
+            if job.shards is None:
+                return num_shards
+            # an async shard overlaps its own samples: more shards than workers gain nothing
+            per_worker = 1 if job.entry.grader.is_async else oversplit
+            return max(1, min(job.shards, num_shards * per_worker))
+
+        per_job = [self._split(j, list(range(len(job.samples))), shards(job)) for j, job in enumerate(self.jobs)]
         for k in range(max((len(t) for t in per_job), default=0)):  # interleave: every grader starts early
             for tasks in per_job:
                 if k < len(tasks):
@@ -263,11 +275,33 @@ class Executor(abc.ABC):
     timeouts and retrying infrastructure failures.
     """
 
+    #: Measured work (seconds) a shard must carry to be worth a call of its own; below
+    #: it, the call's round trip costs more than running the samples in parallel saves.
+    min_shard_s: float = 0.005
+
     def __init__(self, grader_set: GraderSet, options: ScoringOptions | None = None):
         self.grader_set = grader_set
         self.options = options or ScoringOptions()
         self.cache = ResultCache(self.options.cache_size) if self.options.cache else None
         self._lock = threading.Lock()  # one batch at a time through the pool
+        self._cost: dict[str, float] = {}  # grader id → seconds per sample in its last batch
+
+    def shards_for(self, entry: GraderEntry, n: int) -> int | None:
+        """How many shards ``n`` samples of ``entry`` are worth: one per worker until the
+        grader has been measured, then one per :attr:`min_shard_s` of its measured work
+        (a cheap string check goes as one call instead of one per worker). The
+        :class:`Ledger` caps it by the number of workers.
+        """
+        per = self._cost.get(entry.id)
+        if per is None:
+            return None
+        return max(1, int(per * n / self.min_shard_s))
+
+    def _measure(self, jobs: Sequence[Job], results: Sequence[Sequence[Outcome]]) -> None:
+        for job, outs in zip(jobs, results):
+            lat = [o.latency_s for o in outs if o.kind is not OutcomeKind.INFRASTRUCTURE]
+            if lat:
+                self._cost[job.entry.id] = sum(lat) / len(lat)
 
     def timeout_for(self, entry: GraderEntry) -> float | None:
         """Seconds per call of ``entry``: its own ``timeout``, else ``default_timeout``."""
@@ -312,10 +346,11 @@ class Executor(abc.ABC):
                     first[key] = i
                 run.append(i)
             plans.append((entry, run, dups, keys))
-            jobs.append(Job(entry, [batch[i] for i in run], self.timeout_for(entry)))
+            jobs.append(Job(entry, [batch[i] for i in run], self.timeout_for(entry), self.shards_for(entry, len(run))))
         if any(j.samples for j in jobs):
             with self._lock:
                 results = self._run(jobs)
+            self._measure(jobs, results)
         else:
             results = [[] for _ in jobs]
         for (entry, run, dups, keys), outs in zip(plans, results):
@@ -328,7 +363,11 @@ class Executor(abc.ABC):
                 dup.metrics = dict(dup.metrics)
                 dup.cached = True
                 found[i][entry.id] = dup
-        outcomes = [{e.id: e.apply_policy(per[e.id]) for e in self.grader_set} for per in found]
+        entries = list(self.grader_set)
+        if all(e.on_error == "fail" for e in entries):  # the policy leaves every outcome as it is
+            outcomes = [{e.id: per[e.id] for e in entries} for per in found]
+        else:
+            outcomes = [{e.id: e.apply_policy(per[e.id]) for e in entries} for per in found]
         rewards = [self.grader_set.combine({gid: o.score for gid, o in per.items()}) for per in outcomes]
         result = BatchResult(outcomes, rewards)
         result.metrics = batch_metrics(self.grader_set, outcomes, rewards, seconds=time.perf_counter() - t0)
