@@ -10,7 +10,7 @@ import pytest
 
 import rft
 from rft.errors import ConfigError, GraderError
-from rft.grading import GraderEntry, GraderSet, OutcomeKind, Sample
+from rft.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.scoring import ScoringOptions, make_executor
 from rft.scoring.base import Job, Ledger
 from rft.scoring.cache import ResultCache, cache_key
@@ -258,6 +258,14 @@ def test_cheap_graders_go_as_one_call_slow_ones_are_spread():
 def test_outcomes_survive_pickling(unruly_executor):
     result = unruly_executor.score([Sample("ok")])
     assert pickle.loads(pickle.dumps(result)).outcomes[0]["unruly"].score == 0.2
+
+
+def test_samples_and_outcomes_pickle_every_field():
+    # both pickle as flat tuples (they cross to workers and actors by the thousand)
+    sample = Sample("c", {"answer": "4"}, prompt=[{"role": "user", "content": "2+2"}], tool_calls=[], step=3)
+    outcome = Outcome(OutcomeKind.TIMEOUT, 0.5, "r", {"m": 1.0}, "e", "tb", 0.25, True, 2, True)
+    assert pickle.loads(pickle.dumps(sample)) == sample
+    assert pickle.loads(pickle.dumps(outcome)) == outcome
 
 
 def _ledger(n: int, retries: int) -> Ledger:

@@ -363,11 +363,7 @@ class Executor(abc.ABC):
                 dup.metrics = dict(dup.metrics)
                 dup.cached = True
                 found[i][entry.id] = dup
-        entries = list(self.grader_set)
-        if all(e.on_error == "fail" for e in entries):  # the policy leaves every outcome as it is
-            outcomes = [{e.id: per[e.id] for e in entries} for per in found]
-        else:
-            outcomes = [{e.id: e.apply_policy(per[e.id]) for e in entries} for per in found]
+        outcomes = [{e.id: e.apply_policy(per[e.id]) for e in self.grader_set} for per in found]
         rewards = [self.grader_set.combine({gid: o.score for gid, o in per.items()}) for per in outcomes]
         result = BatchResult(outcomes, rewards)
         result.metrics = batch_metrics(self.grader_set, outcomes, rewards, seconds=time.perf_counter() - t0)
