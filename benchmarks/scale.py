@@ -74,7 +74,7 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from rft.grading import GraderSet
+    from rft.core.grading import GraderSet
     from rft.scoring import ScoringOptions
     from rft.scoring.ray import RayExecutor
 
@@ -87,7 +87,9 @@ def main() -> None:
     with socket.socket() as sock:  # the dashboard (state API: which node each actor is on) on a free port
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True, "dashboard_port": port})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": True, "dashboard_port": port}
+    )
     for _ in range(2):  # two grader nodes; actors need the grader_node resource
         cluster.add_node(num_cpus=0, resources={"grader_node": max(sizes)})
     cluster.wait_for_nodes()
@@ -113,8 +115,10 @@ def main() -> None:
         ray.shutdown()
         cluster.shutdown()
 
-    print(f"\nscoring throughput, batch {args.batch} completions, judge latency {args.latency * 1000:.0f} ms, "
-          f"actors spread over 2 grader nodes (max_concurrency {args.concurrency})\n")
+    print(
+        f"\nscoring throughput, batch {args.batch} completions, judge latency {args.latency * 1000:.0f} ms, "
+        f"actors spread over 2 grader nodes (max_concurrency {args.concurrency})\n"
+    )
     print(f"{'grader':<12} {'actors':>6} {'nodes':>5} {'compl/s':>8} {'vs 1 actor':>10} {'ideal (sync)':>12}")
     base: dict[str, float] = {}
     for name, n, n_nodes, tput in rows:

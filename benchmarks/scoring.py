@@ -66,7 +66,9 @@ async def io_bound(completion: str, url: str = "") -> float:
     import aiohttp
 
     loop = asyncio.get_running_loop()
-    session = _client(loop, lambda: _closed_at_exit(loop, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))))
+    session = _client(
+        loop, lambda: _closed_at_exit(loop, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)))
+    )
     async with session.get(url, params={"q": completion[:20]}) as r:
         await r.read()
         return float(r.status == 200)
@@ -170,7 +172,7 @@ def main() -> None:
 
     import ray
 
-    from rft.grading import GraderSet, Sample
+    from rft.core.grading import GraderSet, Sample
     from rft.scoring import ScoringOptions, make_executor
 
     server_loop, url = _serve()
@@ -201,7 +203,10 @@ def main() -> None:
     with make_executor(sets["c cpu 20ms"], "local", ScoringOptions(num_workers=2, **opts)) as lone:
         lone.score(samples)
         for _ in range(args.repeats):
-            for col, fn in (("serial", lambda: [cpu_grader.grade([s]) for s in samples]), ("local x2", lambda: lone.score(samples))):
+            for col, fn in (
+                ("serial", lambda: [cpu_grader.grade([s]) for s in samples]),
+                ("local x2", lambda: lone.score(samples)),
+            ):
                 t0 = time.perf_counter()
                 fn()
                 alone[col].append((time.perf_counter() - t0) * 1000)
@@ -252,8 +257,10 @@ def main() -> None:
     bare = med[("a cheap", "bare ray")]
     rows: dict[str, dict[str, float]] = {k: {c: v for (kk, c), v in med.items() if kk == k} for k in sets}
     cols = ["one call", "serial", "local x2", "ray x1", "ray x2"]
-    print(f"\n{args.batch} completions per batch, median of {args.repeats} interleaved rounds, milliseconds "
-          f"(cpu grader: {n_iter} iterations)\n")
+    print(
+        f"\n{args.batch} completions per batch, median of {args.repeats} interleaved rounds, milliseconds "
+        f"(cpu grader: {n_iter} iterations)\n"
+    )
     print(f"{'grader':<12}" + "".join(f"{c:>11}" for c in cols) + f"{'serial/local':>14}{'serial/ray2':>13}")
     for k, r in rows.items():
         line = f"{k:<12}" + "".join(f"{r[c]:>11.2f}" for c in cols)
@@ -263,20 +270,32 @@ def main() -> None:
     b = rows["b io 50ms"]
     c = rows["c cpu 20ms"]
     print(f"\nbare Ray actor round trip with the same {args.batch} samples: {bare:.2f} ms")
-    print(f"(a) Ray overhead over the bare round trip: ray x1 {a['ray x1'] - bare:+.2f} ms, "
-          f"ray x2 {a['ray x2'] - bare:+.2f} ms (medians of {args.repeats} rounds)")
+    print(
+        f"(a) Ray overhead over the bare round trip: ray x1 {a['ray x1'] - bare:+.2f} ms, "
+        f"ray x2 {a['ray x2'] - bare:+.2f} ms (medians of {args.repeats} rounds)"
+    )
     pm = {col: statistics.median(v) for col, v in paired.items()}
-    print(f"    over {args.cheap_rounds} paired rounds (bare {pm['bare ray']:.2f} ms): ray x1 {pm['ray x1']:+.2f} ms, "
-          f"ray x2 {pm['ray x2']:+.2f} ms (target: within 0.5 ms)")
-    print(f"(b) batch / one call: local {b['local x2'] / b['one call']:.2f}x, ray x1 {b['ray x1'] / b['one call']:.2f}x, "
-          f"ray x2 {b['ray x2'] / b['one call']:.2f}x (target: at most 1.5x)")
-    print(f"(c) speed-up over serial: local {c['serial'] / c['local x2']:.2f}x, ray x2 {c['serial'] / c['ray x2']:.2f}x "
-          "(target: at least 1.8x on 2 cores)")
+    print(
+        f"    over {args.cheap_rounds} paired rounds (bare {pm['bare ray']:.2f} ms): ray x1 {pm['ray x1']:+.2f} ms, "
+        f"ray x2 {pm['ray x2']:+.2f} ms (target: within 0.5 ms)"
+    )
+    print(
+        f"(b) batch / one call: local {b['local x2'] / b['one call']:.2f}x, ray x1 {b['ray x1'] / b['one call']:.2f}x, "
+        f"ray x2 {b['ray x2'] / b['one call']:.2f}x (target: at most 1.5x)"
+    )
+    print(
+        f"(c) speed-up over serial: local {c['serial'] / c['local x2']:.2f}x, ray x2 {c['serial'] / c['ray x2']:.2f}x "
+        "(target: at least 1.8x on 2 cores)"
+    )
     c_alone = {col: statistics.median(ts) for col, ts in alone.items()}
-    print(f"(c) with no Ray running: serial {c_alone['serial']:.0f} ms, local x2 {c_alone['local x2']:.0f} ms, "
-          f"{c_alone['serial'] / c_alone['local x2']:.2f}x")
-    print(f"    machine check: 2 plain processes ran {parallelism:.2f}x (before) and {parallelism_after:.2f}x (after) "
-          "faster than one after another (2.0 on an idle 2-core machine)")
+    print(
+        f"(c) with no Ray running: serial {c_alone['serial']:.0f} ms, local x2 {c_alone['local x2']:.0f} ms, "
+        f"{c_alone['serial'] / c_alone['local x2']:.2f}x"
+    )
+    print(
+        f"    machine check: 2 plain processes ran {parallelism:.2f}x (before) and {parallelism_after:.2f}x (after) "
+        "faster than one after another (2.0 on an idle 2-core machine)"
+    )
 
 
 if __name__ == "__main__":

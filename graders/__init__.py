@@ -1,1 +1,1 @@
-"""First-party graders of rftkit, each module an ordinary plugin (see ``rft.plugins.DEFAULT_PLUGINS``)."""
+"""First-party graders of rftkit, each module an ordinary plugin (see ``rft.plugins.manager.DEFAULT_PLUGINS``)."""

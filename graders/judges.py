@@ -31,7 +31,7 @@ model and reads a score or a label from its reply. OpenAI's grader JSON works as
 Backends:
 
 - ``openai`` (default): any OpenAI-compatible ``/chat/completions`` endpoint (vLLM,
-  llama.cpp server, Ollama, OpenAI) through :mod:`rft.llm_client`: a concurrency
+  llama.cpp server, Ollama, OpenAI) through :mod:`rft.judges.client`: a concurrency
   limit, rate limits, retries on transient errors only, a circuit breaker, a deadline
   per judgment, token and cost accounting and an optional budget.
 - ``transformers``: ``model`` is a local Hugging Face model folder, loaded once per
@@ -41,7 +41,7 @@ Backends:
   readable; ``score_model`` reports the probability-weighted mean score.
 
 Outcomes: a reply without a readable score or label is ``judge_unparseable``
-(:class:`rft.errors.JudgeParseError`); a dead endpoint, exhausted retries or a spent
+(:class:`rft.core.errors.JudgeParseError`); a dead endpoint, exhausted retries or a spent
 budget is ``infrastructure``; a rejected request (wrong model name, bad key) is
 ``grader_error``; a judgment past its ``deadline`` is ``timeout``. None of them is ever
 a score. A template that reads a part of the completion that is not there
@@ -72,10 +72,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import rft
-from rft.errors import ConfigError, GraderFailure, JudgeParseError, did_you_mean
-from rft.grading import Grade, Sample
-from rft.llm_client import EndpointConfig, get_endpoint, run_on_client_loop
-from rft.templates import Template, TemplateError
+from rft.core.errors import ConfigError, GraderFailure, JudgeParseError, did_you_mean
+from rft.core.grading import Grade, Sample
+from rft.core.templates import Template, TemplateError
+from rft.judges.client import EndpointConfig, get_endpoint, run_on_client_loop
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
     >>> parse_score("0.5", 0, 1)[0]
     0.5
     """
-    from rft.parsing import extract_json
+    from rft.core.parsing import extract_json
 
     body = _strip(text)
     value: Any = None
@@ -152,7 +152,9 @@ def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
             "e.g. a last line 'Score: <number>' or JSON {\"score\": <number>}"
         )
     if not low <= score <= high:
-        raise JudgeParseError(f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {_short(text)!r})")
+        raise JudgeParseError(
+            f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {_short(text)!r})"
+        )
     return score, _short(explanation, 300)
 
 
@@ -177,9 +179,9 @@ def parse_label(text: str, labels: Sequence[str]) -> tuple[str, str]:
     >>> parse_label("It is not correct, it is incorrect", ["correct", "incorrect"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    rft.errors.JudgeParseError: the judge's reply names several labels ('correct', 'incorrect'): ...
+    rft.core.errors.JudgeParseError: the judge's reply names several labels ('correct', 'incorrect'): ...
     """
-    from rft.parsing import extract_json
+    from rft.core.parsing import extract_json
 
     body = _strip(text)
     by_norm = {_norm(lab): lab for lab in labels}
@@ -223,7 +225,9 @@ class _Message:
             raise ConfigError(f"{where} must be a mapping with `role` and `content`, got {spec!r}")
         unknown = [k for k in spec if k not in ("role", "content", "type")]
         if unknown:
-            raise ConfigError(f"{where} has unknown key {unknown[0]!r}; {did_you_mean(unknown[0], ['role', 'content', 'type'])}")
+            raise ConfigError(
+                f"{where} has unknown key {unknown[0]!r}; {did_you_mean(unknown[0], ['role', 'content', 'type'])}"
+            )
         role = spec.get("role")
         if role not in ROLES:
             raise ConfigError(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}")
@@ -281,7 +285,7 @@ class JudgeSettings:
     """The keyword settings every judge takes (grader-entry keys, OpenAI's names first).
 
     ``base_url`` … ``budget_tokens`` set up the endpoint (see
-    :class:`rft.llm_client.EndpointConfig`); ``device`` and ``batch_size`` the local
+    :class:`rft.judges.client.EndpointConfig`); ``device`` and ``batch_size`` the local
     model of ``backend: transformers``.
 
     >>> JudgeSettings.from_kwargs("score_model", {"base_url": "http://h/v1"}).max_concurrency
@@ -289,7 +293,7 @@ class JudgeSettings:
     >>> JudgeSettings.from_kwargs("score_model", {"base_ur": "http://h/v1"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    rft.errors.ConfigError: score_model: unknown setting 'base_ur'; did you mean 'base_url'?...
+    rft.core.errors.ConfigError: score_model: unknown setting 'base_ur'; did you mean 'base_url'?...
     """
 
     name: str | None = None
@@ -313,11 +317,22 @@ class JudgeSettings:
     device: str | None = None
     batch_size: int = 16
 
-    #: The settings that go to :meth:`rft.llm_client.EndpointConfig.resolve`.
+    #: The settings that go to :meth:`rft.judges.client.EndpointConfig.resolve`.
     ENDPOINT_KEYS = (
-        "base_url", "api_key", "api_key_env", "prices", "max_concurrency", "requests_per_minute",
-        "tokens_per_minute", "request_timeout", "max_retries", "deadline", "breaker_failures",
-        "breaker_cooldown", "budget_usd", "budget_tokens",
+        "base_url",
+        "api_key",
+        "api_key_env",
+        "prices",
+        "max_concurrency",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "request_timeout",
+        "max_retries",
+        "deadline",
+        "breaker_failures",
+        "breaker_cooldown",
+        "budget_usd",
+        "budget_tokens",
     )
 
     @classmethod
@@ -334,7 +349,7 @@ class JudgeSettings:
         return cls(**kwargs)
 
     def endpoint_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`rft.llm_client.EndpointConfig.resolve`."""
+        """Keyword arguments for :meth:`rft.judges.client.EndpointConfig.resolve`."""
         return {k: getattr(self, k) for k in self.ENDPOINT_KEYS}
 
 
@@ -445,7 +460,9 @@ class _ModelJudge:
                 return self._missing(err)
             raise
         if self.backend == "transformers":
-            probs = await _local_model(self.model, self.device, self.batch_size).probabilities(messages, self._candidates())
+            probs = await _local_model(self.model, self.device, self.batch_size).probabilities(
+                messages, self._candidates()
+            )
             return self._from_probs(probs)
         if self.endpoint is None:  # pragma: no cover - __init__ sets it for the openai backend
             raise ConfigError(f"{self._type}: no endpoint configured")
@@ -492,7 +509,7 @@ class ScoreModel(_ModelJudge):
         base_url, api_key, api_key_env, max_concurrency, requests_per_minute,
         tokens_per_minute, request_timeout, max_retries, deadline, breaker_failures,
         breaker_cooldown, prices, budget_usd, budget_tokens: the endpoint, see
-            :class:`rft.llm_client.EndpointConfig`.
+            :class:`rft.judges.client.EndpointConfig`.
         device, batch_size: the local model's device and rows per forward pass.
 
     >>> judge = ScoreModel(input=[{"role": "user", "content": "Rate: {{sample.output_text}}"}],
@@ -586,10 +603,14 @@ class LabelModel(_ModelJudge):
         if len({_norm(x) for x in labels}) != len(labels):
             raise ConfigError(f"label_model: `labels` has duplicates (ignoring case): {list(labels)!r}")
         if isinstance(passing_labels, str) or not passing_labels:
-            raise ConfigError(f"label_model: `passing_labels` must be a non-empty list of labels, got {passing_labels!r}")
+            raise ConfigError(
+                f"label_model: `passing_labels` must be a non-empty list of labels, got {passing_labels!r}"
+            )
         bad = [x for x in passing_labels if x not in labels]
         if bad:
-            raise ConfigError(f"label_model: passing label {bad[0]!r} is not in `labels`; {did_you_mean(str(bad[0]), labels)}")
+            raise ConfigError(
+                f"label_model: passing label {bad[0]!r} is not in `labels`; {did_you_mean(str(bad[0]), labels)}"
+            )
         self.labels = list(labels)
         self.passing_labels = list(passing_labels)
         super().__init__(input, model, JudgeSettings.from_kwargs(self._type, settings))

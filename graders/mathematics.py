@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import rft
-from rft.errors import ConfigError
-from rft.grading import Grade
-from rft.parsing import completion_text, extract_json, find_numbers
+from rft.core.errors import ConfigError
+from rft.core.grading import Grade
+from rft.core.parsing import completion_text, extract_json, find_numbers
 
 __all__ = ["math_equivalent", "Numeric", "final_number"]
 

@@ -15,7 +15,7 @@ checker) can run where those live; training calls them over HTTP::
 
 Samples go in batches (one request per ``batch_size`` samples, ``max_concurrency``
 requests at once) with the retries, circuit breaker and deadline of
-:mod:`rft.llm_client`. Each sample's outcome comes back with its kind as the server
+:mod:`rft.judges.client`. Each sample's outcome comes back with its kind as the server
 recorded it (score, not applicable, grader error, timeout, …); a server that cannot
 be reached is ``infrastructure`` for the whole batch.
 """
@@ -26,9 +26,9 @@ import asyncio
 from collections.abc import Sequence
 
 import rft
-from rft.errors import ConfigError, GraderInfrastructureError
-from rft.grading import Outcome, Sample
-from rft.llm_client import EndpointConfig, get_endpoint
+from rft.core.errors import ConfigError, GraderInfrastructureError
+from rft.core.grading import Outcome, Sample
+from rft.judges.client import EndpointConfig, get_endpoint
 
 __all__ = ["Remote"]
 
@@ -46,7 +46,7 @@ class Remote:
         max_retries: retries on connection errors, timeouts, 429 and 5xx.
         deadline: seconds per batch, retries included (None: no limit).
         breaker_failures, breaker_cooldown: the circuit breaker (see
-            :class:`rft.llm_client.EndpointConfig`).
+            :class:`rft.judges.client.EndpointConfig`).
         api_key, api_key_env: a bearer token, when a proxy in front of the server wants one.
 
     >>> Remote(url="http://127.0.0.1:8700", grader="exact_match").endpoint.base_url

@@ -25,9 +25,9 @@ import threading
 from typing import Any
 
 import rft
-from rft.errors import ConfigError, did_you_mean
-from rft.grading import Grade, Sample
-from rft.templates import InputReference
+from rft.core.errors import ConfigError, did_you_mean
+from rft.core.grading import Grade, Sample
+from rft.core.templates import InputReference
 
 logger = logging.getLogger(__name__)
 

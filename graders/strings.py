@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rft
-from rft.errors import ConfigError, did_you_mean
-from rft.grading import Grade, Sample
-from rft.templates import InputReference
+from rft.core.errors import ConfigError, did_you_mean
+from rft.core.grading import Grade, Sample
+from rft.core.templates import InputReference
 
 __all__ = ["exact_match", "StringCheck", "Regex"]
 

@@ -1,7 +1,7 @@
 """Structured-output graders: JSON against a JSON Schema, and function/tool calls.
 
 Both validate with ``jsonschema`` (the draft is taken from the schema's ``$schema``,
-default 2020-12) and find JSON in completions with :func:`rft.parsing.extract_json`
+default 2020-12) and find JSON in completions with :func:`rft.core.parsing.extract_json`
 (the whole text, a fenced code block, or the first balanced ``{…}``/``[…]``).
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rft
-from rft.errors import ConfigError
-from rft.grading import Grade
-from rft.parsing import extract_json, normalize_tool_call
+from rft.core.errors import ConfigError
+from rft.core.grading import Grade
+from rft.core.parsing import extract_json, normalize_tool_call
 
 __all__ = ["JsonSchema", "ToolCall", "schema_checks"]
 

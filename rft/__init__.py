@@ -13,7 +13,7 @@ Importing ``rft`` is light: torch, ray and trl load only when a command needs th
 
 from __future__ import annotations
 
-from rft.errors import (
+from rft.core.errors import (
     ConfigError,
     DataError,
     GraderError,
@@ -21,8 +21,8 @@ from rft.errors import (
     RFTError,
     UnknownGraderError,
 )
-from rft.grading import Grade, Grader, GraderEntry, GraderSet, Outcome, OutcomeKind, Sample, grader
-from rft.hookspecs import hookimpl
+from rft.core.grading import Grade, Grader, GraderEntry, GraderSet, Outcome, OutcomeKind, Sample, grader
+from rft.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m rft``: the same as the ``rft`` command."""
 
-from rft.cli import main
+from rft.cli.main import main
 
 main()

@@ -105,14 +105,18 @@ class FakeOpenAI:
                     await asyncio.sleep(self.latency)
                 if fail:
                     headers = {"retry-after-ms": str(self.retry_after_ms)}
-                    return JSONResponse({"error": {"message": f"fake failure {status}"}}, status_code=status, headers=headers)
+                    return JSONResponse(
+                        {"error": {"message": f"fake failure {status}"}}, status_code=status, headers=headers
+                    )
                 reply = self.responder(body["messages"])
                 prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
                 return {
                     "id": f"fake-{self.requests}",
                     "object": "chat.completion",
                     "model": body.get("model"),
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    ],
                     "usage": {
                         "prompt_tokens": prompt_tokens,
                         "completion_tokens": len(reply.split()),
@@ -175,7 +179,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--failure-rate", type=float, default=0.0)
-    ap.add_argument("--workers", type=int, default=1, help="server processes (a real judge server is rarely the bottleneck)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="server processes (a real judge server is rarely the bottleneck)"
+    )
     args = ap.parse_args()
     import uvicorn
 
@@ -184,8 +190,14 @@ def main() -> None:
     here = str(Path(__file__).resolve().parent)
     sys.path.insert(0, here)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    uvicorn.run("fake_openai:create_app", factory=True, host="127.0.0.1", port=args.port,
-                workers=args.workers, log_level="warning")
+    uvicorn.run(
+        "fake_openai:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -7,19 +7,21 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import ADVISOR_GRADERS_PY
-from rft import advisor
-from rft.advisor import ProbeOptions, advise, check_verifiability, dataset_stats, decide, pass_at_k
-from rft.errors import ConfigError, PluginError
-from rft.grading import GraderSet
-from rft.plugins import get_plugin_manager
+
+from rft.advise import advisor
+from rft.advise.advisor import ProbeOptions, advise, check_verifiability, dataset_stats, decide, pass_at_k
+from rft.core.errors import ConfigError, PluginError
+from rft.core.grading import GraderSet
+from rft.plugins.manager import get_plugin_manager
 
 # ---------------------------------------------------------------------------
 # fixtures: graders in a plugin file, synthetic datasets with known answers
 # ---------------------------------------------------------------------------
 
-GRADERS_PY = ADVISOR_GRADERS_PY + '''
+GRADERS_PY = (
+    ADVISOR_GRADERS_PY
+    + '''
 
 @rft.grader(range=(0.0, 1.0))
 def word_length(completion: str, length: int) -> float:
@@ -45,6 +47,7 @@ def rft_register_graders(register):
     for g in (number_match, word_length, length_bonus, no_banned_words, length_parity):
         register(g)
 '''
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,11 @@ def graders(plugin_file: Path, *names: str) -> GraderSet:
 
 def classification_rows(n: int = 2000) -> list[dict]:
     rng = random.Random(0)
-    words = {"positive": ["great", "lovely", "superb"], "negative": ["awful", "bad", "dull"], "neutral": ["ok", "fine", "average"]}
+    words = {
+        "positive": ["great", "lovely", "superb"],
+        "negative": ["awful", "bad", "dull"],
+        "neutral": ["ok", "fine", "average"],
+    }
     rows = []
     for i in range(n):
         label = rng.choice(sorted(words))
@@ -193,7 +200,8 @@ def test_references_that_fail_the_grader_are_reported(plugin_file):
 
 def test_grader_errors_are_reported_not_scored_zero(plugin_file, tmp_path):
     bad = tmp_path / "bad_graders.py"
-    bad.write_text(textwrap.dedent('''
+    bad.write_text(
+        textwrap.dedent("""
         import rft
 
         @rft.grader
@@ -205,7 +213,8 @@ def test_grader_errors_are_reported_not_scored_zero(plugin_file, tmp_path):
         @rft.hookimpl
         def rft_register_graders(register):
             register(picky)
-    '''))
+    """)
+    )
     gs = GraderSet.from_config({"graders": [{"name": "picky"}], "plugins": [str(bad)]})
     v = check_verifiability(math_rows(20), gs)
     empty = next(d for d in v["degenerate"] if d["kind"] == "empty")
@@ -311,8 +320,13 @@ def test_fireworks_tree_on_labeled_data(n, math_prompts, expected, branch):
 )
 def test_probe_refines_the_tree(pass_at_1, expected, rule):
     stats = dataset_stats(math_rows(200))
-    probe = {"pass_at_1": pass_at_1, "pass_at_k": min(1.0, pass_at_1 * 4), "zero_variance_share": 0.5,
-             "rows": 16, "samples_per_row": 4}
+    probe = {
+        "pass_at_1": pass_at_1,
+        "pass_at_k": min(1.0, pass_at_1 * 4),
+        "zero_variance_share": 0.5,
+        "rows": 16,
+        "samples_per_row": 4,
+    }
     steps = decide(stats, {"verifiable": True, "configured": True}, probe)
     assert steps[0].rule == "labeled/medium/reasoning"
     assert (steps[-1].recommendation, steps[-1].rule) == (expected, rule)
@@ -348,7 +362,7 @@ def test_pass_at_k_unbiased_estimator(n, c, k, expected):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from rft.models import create_tiny_model, load_model, resolve_model
+    from rft.models.resolve import create_tiny_model, load_model, resolve_model
 
     path = create_tiny_model(tmp_path_factory.mktemp("advisor_tiny") / "tiny")
     model, tok = load_model(resolve_model(str(path)))
@@ -359,8 +373,14 @@ def test_probe_zero_signal_on_a_random_model(plugin_file, tiny):
     path, model, tok = tiny
     seen = []
     opts = ProbeOptions(model=str(path), rows=4, samples=3, max_new_tokens=6)
-    p = advisor.run_probe(math_rows(20), graders(plugin_file, "number_match"), opts, model=model, tokenizer=tok,
-                          progress=lambda done, total: seen.append((done, total)))
+    p = advisor.run_probe(
+        math_rows(20),
+        graders(plugin_file, "number_match"),
+        opts,
+        model=model,
+        tokenizer=tok,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     # a random tiny model never writes the sum: every group scores 0 on every sample
     assert (p["rows"], p["samples_per_row"]) == (4, 3)
     assert p["pass_at_1"] == 0.0 and p["pass_at_k"] == 0.0 and p["mean_reward"] == 0.0
@@ -379,9 +399,13 @@ def test_probe_measures_variance_when_the_reward_varies(plugin_file, tiny):
 
 def test_advise_with_zero_signal_probe_recommends_sft_then_rft(plugin_file, tiny):
     path, model, tok = tiny
-    a = advise(math_rows(200), grader_set=graders(plugin_file, "number_match"),
-               probe=ProbeOptions(model=str(path), rows=3, samples=2, max_new_tokens=4),
-               probe_model=model, probe_tokenizer=tok)
+    a = advise(
+        math_rows(200),
+        grader_set=graders(plugin_file, "number_match"),
+        probe=ProbeOptions(model=str(path), rows=3, samples=2, max_new_tokens=4),
+        probe_model=model,
+        probe_tokenizer=tok,
+    )
     assert a.branch == "labeled/medium/reasoning > probe/low_pass"
     assert a.recommendation == "sft_then_rft"
     assert any("no GRPO signal" in w for w in a.warnings)
@@ -396,7 +420,7 @@ def test_probe_needs_graders():
 # the rft_advisor_signals hook
 # ---------------------------------------------------------------------------
 
-SIGNALS_PY = '''
+SIGNALS_PY = """
 import rft
 
 
@@ -406,7 +430,7 @@ def rft_advisor_signals(rows, stats, probe):
     vote = "collect_labels" if share > 0.5 else None
     return [{"name": "secret_share", "value": share, "reason": "prompts mention secrets", "vote": vote},
             {"name": "probe_ran", "value": probe is not None, "reason": "whether a probe ran"}]
-'''
+"""
 
 
 def test_signals_hook_contributes_and_votes(tmp_path):
@@ -465,7 +489,7 @@ def _advice(rows, plugin_file=None, grader=None, **inputs):
     ],
 )
 def test_build_config_follows_the_recommendation(tmp_path, plugin_file, make_rows, grader, stages):
-    from rft.config import parse_config
+    from rft.config.run import parse_config
 
     gfile = None
     if grader:
@@ -512,8 +536,11 @@ def test_group_size_from_the_probe(pass_at_1, groups):
 def test_probe_is_ignored_when_the_grader_is_gameable():
     stats = dataset_stats(math_rows(200))
     probe = {"pass_at_1": 0.97, "pass_at_k": 1.0, "zero_variance_share": 0.9, "rows": 16, "samples_per_row": 4}
-    verif = {"verifiable": False, "configured": True, "gameable_outputs": [
-        {"kind": "empty", "output": "", "score": 1.0, "relative": 1.0}]}
+    verif = {
+        "verifiable": False,
+        "configured": True,
+        "gameable_outputs": [{"kind": "empty", "output": "", "score": 1.0, "relative": 1.0}],
+    }
     steps = decide(stats, verif, probe)
     # a gameable grader passes everything, so "the base model already passes 97 %" means nothing
     assert [s.rule for s in steps] == ["labeled/medium/reasoning", "graders/unusable"]

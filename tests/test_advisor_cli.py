@@ -8,13 +8,15 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from helpers import ADVISOR_GRADERS_PY
 from typer.testing import CliRunner
 
-from helpers import ADVISOR_GRADERS_PY
-from rft.advisor import advice_schema
-from rft.cli import app
+from rft.advise.advisor import advice_schema
+from rft.cli.main import app
 
-GRADERS_PY = ADVISOR_GRADERS_PY + '''
+GRADERS_PY = (
+    ADVISOR_GRADERS_PY
+    + """
 
 @rft.hookimpl
 def rft_register_graders(register):
@@ -25,7 +27,8 @@ def rft_register_graders(register):
 @rft.hookimpl
 def rft_advisor_signals(stats):
     return [{"name": "row_count", "value": stats["rows"], "reason": "rows seen by the plugin"}]
-'''
+"""
+)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -41,13 +44,23 @@ def workspace(tmp_path_factory) -> Path:
 
     def row() -> dict:
         a, b = rng.randint(10, 99), rng.randint(10, 99)
-        return {"messages": [{"role": "user", "content": f"What is {a} + {b}?"}, {"role": "assistant", "content": str(a + b)}],
-                "answer": str(a + b)}
+        return {
+            "messages": [
+                {"role": "user", "content": f"What is {a} + {b}?"},
+                {"role": "assistant", "content": str(a + b)},
+            ],
+            "answer": str(a + b),
+        }
 
     _write_jsonl(d / "train.jsonl", [row() for _ in range(150)])
     # the quickstart's shape: chat prompts without an assistant turn, the reference in `answer`
-    quick = [{"messages": [{"role": "system", "content": "Reply with the sum only."}, r["messages"][0]], "answer": r["answer"]}
-             for r in (row() for _ in range(150))]
+    quick = [
+        {
+            "messages": [{"role": "system", "content": "Reply with the sum only."}, r["messages"][0]],
+            "answer": r["answer"],
+        }
+        for r in (row() for _ in range(150))
+    ]
     _write_jsonl(d / "quick.jsonl", quick)
     _write_jsonl(d / "eval.jsonl", [row() for _ in range(10)])
     (d / "advisor_plugin.py").write_text(GRADERS_PY)
@@ -58,7 +71,7 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from rft.models import create_tiny_model
+    from rft.models.resolve import create_tiny_model
 
     return create_tiny_model(tmp_path_factory.mktemp("advise_cli_tiny") / "tiny")
 
@@ -68,8 +81,15 @@ def invoke(*args: str):
 
 
 def test_json_output_matches_the_schema(workspace):
-    r = invoke("advise", workspace / "train.jsonl", "--graders", workspace / "graders.yaml", "--eval",
-               workspace / "eval.jsonl", "--json")
+    r = invoke(
+        "advise",
+        workspace / "train.jsonl",
+        "--graders",
+        workspace / "graders.yaml",
+        "--eval",
+        workspace / "eval.jsonl",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     obj = json.loads(r.stdout)
     jsonschema.validate(obj, advice_schema())
@@ -102,8 +122,18 @@ def test_report_shows_the_decision_and_flags_a_gameable_grader(workspace):
 
 def test_write_config_passes_train_dry_run(workspace, tmp_path, tiny_model):
     cfg = tmp_path / "advised.yaml"
-    r = invoke("advise", workspace / "train.jsonl", "--graders", workspace / "graders.yaml", "--eval",
-               workspace / "eval.jsonl", "--write-config", cfg, "--config-model", f"tiny:{tiny_model}")
+    r = invoke(
+        "advise",
+        workspace / "train.jsonl",
+        "--graders",
+        workspace / "graders.yaml",
+        "--eval",
+        workspace / "eval.jsonl",
+        "--write-config",
+        cfg,
+        "--config-model",
+        f"tiny:{tiny_model}",
+    )
     assert r.exit_code == 0, r.output
     assert cfg.exists() and "recommendation: rft" in cfg.read_text()
     dry = invoke("train", cfg, "--dry-run", "--json")
@@ -116,9 +146,23 @@ def test_write_config_passes_train_dry_run(workspace, tmp_path, tiny_model):
 
 def test_probe_from_the_command_line(workspace, tmp_path, tiny_model):
     cfg = tmp_path / "probed.yaml"
-    r = invoke("advise", workspace / "quick.jsonl", "--graders", workspace / "graders.yaml", "--probe-model",
-               tiny_model, "--probe-rows", 3, "--probe-samples", 2, "--probe-max-tokens", 4, "--json",
-               "--write-config", cfg)
+    r = invoke(
+        "advise",
+        workspace / "quick.jsonl",
+        "--graders",
+        workspace / "graders.yaml",
+        "--probe-model",
+        tiny_model,
+        "--probe-rows",
+        3,
+        "--probe-samples",
+        2,
+        "--probe-max-tokens",
+        4,
+        "--json",
+        "--write-config",
+        cfg,
+    )
     assert r.exit_code == 0, r.output
     obj = json.loads(r.stdout)
     jsonschema.validate(obj, advice_schema())

@@ -8,7 +8,7 @@ import sys
 
 from typer.testing import CliRunner
 
-from rft.cli import app
+from rft.cli.main import app
 
 runner = CliRunner()
 
@@ -16,8 +16,8 @@ runner = CliRunner()
 def test_import_rft_and_cli_stay_light():
     # `rft --help` must answer instantly: nothing heavy may load with the CLI or the grader plugins
     code = (
-        "import sys, rft, rft.cli\n"
-        "from rft.plugins import get_plugin_manager, get_registry\n"
+        "import sys, rft, rft.cli.main\n"
+        "from rft.plugins.manager import get_plugin_manager, get_registry\n"
         "get_registry(get_plugin_manager())\n"
         "heavy = [m for m in ('torch', 'ray', 'trl', 'transformers', 'datasets') if m in sys.modules]\n"
         "print(heavy)\n"

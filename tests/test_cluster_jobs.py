@@ -64,7 +64,9 @@ def head():
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"ray start exited with {proc.returncode}:\n{(tmp / 'head.log').read_text()[-3000:]}")
-            r = subprocess.run([str(BIN / "rft"), "jobs", "list", "--json", "--address", url], env=env, capture_output=True, text=True)
+            r = subprocess.run(
+                [str(BIN / "rft"), "jobs", "list", "--json", "--address", url], env=env, capture_output=True, text=True
+            )
             if r.returncode == 0:
                 break
             if time.monotonic() > deadline:
@@ -112,7 +114,19 @@ def test_submit_stages_config_files_and_jobs_commands_read_it(head, project):
     # The job lists its working directory: the config, what it names (data, grader file, the
     # plugin the grader file names) and the --plugin file must be there; unrelated files not.
     check = "python -c \"import os; print('FILES', sorted(os.path.relpath(os.path.join(d, f)) for d, _, fs in os.walk('.') for f in fs))\""
-    r = rft(env, "submit", "run.yaml", "--address", url, "--plugin", "extra_plugin.py", "--command", check, "--wait", cwd=project)
+    r = rft(
+        env,
+        "submit",
+        "run.yaml",
+        "--address",
+        url,
+        "--plugin",
+        "extra_plugin.py",
+        "--command",
+        check,
+        "--wait",
+        cwd=project,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     job_id = r.stdout.splitlines()[0].strip()
     assert "SUCCEEDED" in r.stdout
@@ -131,18 +145,34 @@ def test_submit_stages_config_files_and_jobs_commands_read_it(head, project):
 
 def test_failed_job_is_reported_failed_and_wait_exits_nonzero(head, project):
     url, env = head
-    r = rft(env, "submit", "run.yaml", "--address", url, "--command", "python -c 'raise SystemExit(3)'", "--wait", cwd=project)
+    r = rft(
+        env,
+        "submit",
+        "run.yaml",
+        "--address",
+        url,
+        "--command",
+        "python -c 'raise SystemExit(3)'",
+        "--wait",
+        cwd=project,
+    )
     assert r.returncode == 1  # --wait mirrors the job's outcome in the exit code
     assert _status(env, url, r.stdout.splitlines()[0].strip()) == "FAILED"
 
 
 def test_stop_a_running_job(head, project):
     url, env = head
-    r = rft(env, "submit", "run.yaml", "--address", url, "--command", "sleep 120", "--job-id", "rft-stop-me", cwd=project)
+    r = rft(
+        env, "submit", "run.yaml", "--address", url, "--command", "sleep 120", "--job-id", "rft-stop-me", cwd=project
+    )
     assert r.returncode == 0, r.stderr
     assert rft(env, "jobs", "stop", "rft-stop-me", "--address", url).returncode == 0
     deadline = time.monotonic() + 60
-    while (state := _status(env, url, "rft-stop-me")) not in {"STOPPED", "FAILED", "SUCCEEDED"} and time.monotonic() < deadline:
+    while (state := _status(env, url, "rft-stop-me")) not in {
+        "STOPPED",
+        "FAILED",
+        "SUCCEEDED",
+    } and time.monotonic() < deadline:
         time.sleep(1)
     assert state == "STOPPED"
 
@@ -175,7 +205,19 @@ def test_submit_rft_train_writes_the_adapter(head, tmp_path):
         "scaling:\n  num_learners: 1\n  graders: {num_actors: 1, num_cpus: 0}\n"
     )
     run_dir = tmp_path / "run"  # absolute: storage the job's processes reach
-    r = rft(env, "submit", "run.yaml", "--address", url, "--output-dir", str(run_dir), "--train-arg=--no-progress", "--wait", cwd=project, timeout=600)
+    r = rft(
+        env,
+        "submit",
+        "run.yaml",
+        "--address",
+        url,
+        "--output-dir",
+        str(run_dir),
+        "--train-arg=--no-progress",
+        "--wait",
+        cwd=project,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     job_id = r.stdout.splitlines()[0].strip()
     assert _status(env, url, job_id) == "SUCCEEDED"
@@ -184,8 +226,8 @@ def test_submit_rft_train_writes_the_adapter(head, tmp_path):
 
 
 def test_staging_keeps_the_layout_and_refuses_large_inputs(project, tmp_path):
-    from rft.distributed import build_runtime_env, stage_working_dir
-    from rft.errors import ConfigError
+    from rft.cluster.distributed import build_runtime_env, stage_working_dir
+    from rft.core.errors import ConfigError
 
     dest = tmp_path / "stage"
     staged = stage_working_dir(project / "run.yaml", dest, plugin_files=[project / "extra_plugin.py"])

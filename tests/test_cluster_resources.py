@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rft.distributed import ResourceRequest, ResourceUnavailableError, check_resources, resolve_address
+from rft.cluster.distributed import ResourceRequest, ResourceUnavailableError, check_resources, resolve_address
 
 pytestmark = [pytest.mark.ray]
 
@@ -33,7 +33,10 @@ def test_address_order(monkeypatch, address, env, expected):
 
 def test_missing_custom_resource_fails_at_once_naming_it(ray_local):
     # graders placed on nodes with a "grader_node" resource: this cluster has none at all
-    requests = [ResourceRequest("learner", 1, {"CPU": 1}), ResourceRequest("grader actor", 2, {"CPU": 0.5, "grader_node": 1})]
+    requests = [
+        ResourceRequest("learner", 1, {"CPU": 1}),
+        ResourceRequest("grader actor", 2, {"CPU": 0.5, "grader_node": 1}),
+    ]
     with pytest.raises(ResourceUnavailableError) as info:
         check_resources(requests, timeout_s=50)
     assert info.value.missing == {"grader_node": 2.0}  # 2 actors × 1 each, the cluster has 0
@@ -84,8 +87,8 @@ def test_autoscaling_cluster_waits_then_fails_naming_the_resource(ray_local):
 
 @pytest.mark.timeout(60)  # the promise: an unplaceable run fails within a minute, never hangs
 def test_train_on_a_cluster_without_the_grader_resource_fails_before_training(ray_local, tmp_path):
-    from rft.config import load_config
-    from rft.distributed import run_distributed
+    from rft.cluster.distributed import run_distributed
+    from rft.config.run import load_config
 
     (tmp_path / "train.jsonl").write_text('{"prompt": "1+1=", "answer": "2"}\n' * 4)
     (tmp_path / "run.yaml").write_text(

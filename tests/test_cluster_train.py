@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rft.config import load_config, parse_config
-from rft.errors import ConfigError
+from rft.config.run import load_config, parse_config
+from rft.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def test_scaling_section_is_validated_and_typed(tmp_path):
-    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling={"num_learners": 2, "graders": {"num_actors": 3, "resources": {"grader_node": 1}}})
+    path = write_config(
+        tmp_path,
+        graders=[{"name": "exact_match"}],
+        scaling={"num_learners": 2, "graders": {"num_actors": 3, "resources": {"grader_node": 1}}},
+    )
     cfg = load_config(path)
     assert (cfg.scaling.num_learners, cfg.scaling.graders.num_actors) == (2, 3)
     # the pre-check asks for 2 learners of 1 CPU and 3 actors of 1 CPU + 1 grader_node
@@ -134,7 +138,12 @@ def test_bad_scaling_names_the_key(tmp_path, scaling, message):
 def test_vllm_server_mode_reaches_grpo_config(tmp_path):
     """TRL's vLLM server mode is configured with GRPOConfig keys under stages.rft.trl."""
     raw = yaml.safe_load(write_config(tmp_path, graders=[{"name": "exact_match"}], scaling={}).read_text())
-    vllm = {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://vllm-host:8000", "vllm_server_timeout": 30}
+    vllm = {
+        "use_vllm": True,
+        "vllm_mode": "server",
+        "vllm_server_base_url": "http://vllm-host:8000",
+        "vllm_server_timeout": 30,
+    }
     raw["stages"]["rft"]["trl"].update(vllm)
     cfg = parse_config(raw, source="run.yaml", base_dir=tmp_path)
     args = cfg.rft_trl_args()
@@ -183,14 +192,19 @@ def cluster():
     c.shutdown()
 
 
-SCALING = {"num_learners": 2, "resources_per_learner": {"CPU": 1}, "graders": {"num_actors": 2, "num_cpus": 0, "resources": {"grader_node": 1}}}
+SCALING = {
+    "num_learners": 2,
+    "resources_per_learner": {"CPU": 1},
+    "graders": {"num_actors": 2, "num_cpus": 0, "resources": {"grader_node": 1}},
+}
 
 
 @pytest.mark.slow
 @pytest.mark.ray
 def test_two_learners_share_the_grader_pool(cluster, tmp_path):
-    from rft.distributed import run_distributed
     from transformers import AutoTokenizer
+
+    from rft.cluster.distributed import run_distributed
 
     path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)
     cfg = load_config(path)
@@ -204,6 +218,7 @@ def test_two_learners_share_the_grader_pool(cluster, tmp_path):
     # TRL's num_tokens is gathered over learners: step 1 counts the prompt and completion
     # tokens of BOTH ranks' first batch (twice one learner's count)
     tok = AutoTokenizer.from_pretrained(str(tmp_path.parent / "tiny-model"))
+
     def tokens(r: dict) -> int:  # the chat prompt as TRL renders it, plus the 8 completion tokens
         text = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False)
         return len(tok(text, add_special_tokens=False)["input_ids"]) + 8
@@ -217,7 +232,7 @@ def test_two_learners_share_the_grader_pool(cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_killed_grader_actor_is_replaced_and_retried(cluster, tmp_path):
-    from rft.distributed import run_distributed
+    from rft.cluster.distributed import run_distributed
 
     (tmp_path / "crash_plugin.py").write_text(CRASH_PLUGIN)
     graders = [{"name": "crash_once", "marker": str(tmp_path / "crashed"), "retries": 2}]
@@ -244,20 +259,23 @@ def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     from ray.util.state import list_actors
 
-    from rft.distributed import run_distributed
+    from rft.cluster.distributed import run_distributed
 
     c, grader_node = cluster
     spare = c.add_node(num_cpus=0, resources={"grader_node": 4})
     c.wait_for_nodes()
+
     # a placeholder holds all of the spare node's grader_node until the pool runs on grader_node
     # (nodes join only from the main thread), so the spare node gets only the replacements
     class Seat:  # defined here: the workers cannot import this test module
         def ready(self) -> bool:
             return True
 
-    seat = ray.remote(num_cpus=0, resources={"grader_node": 4})(Seat).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(spare.node_id, soft=False)
-    ).remote()
+    seat = (
+        ray.remote(num_cpus=0, resources={"grader_node": 4})(Seat)
+        .options(scheduling_strategy=NodeAffinitySchedulingStrategy(spare.node_id, soft=False))
+        .remote()
+    )
     ray.get(seat.ready.remote(), timeout=120)
     (tmp_path / "hold_plugin.py").write_text(HOLD_PLUGIN)
     held, released = tmp_path / "held", tmp_path / "released"
@@ -300,7 +318,7 @@ def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_resume_after_the_learners_fail(cluster, tmp_path):
-    from rft.distributed import ClusterError, run_distributed
+    from rft.cluster.distributed import ClusterError, run_distributed
     from rft.train.callbacks import StopAfterSave
 
     path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)

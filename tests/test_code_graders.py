@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from graders.code import CodeExec, PythonGrader, build_program, split_check
-from rft import sandbox
-from rft.errors import ConfigError
-from rft.grading import GraderSet, OutcomeKind, Sample, as_grader
+from rft.core.errors import ConfigError
+from rft.core.grading import GraderSet, OutcomeKind, Sample, as_grader
+from rft.sandbox import execute as sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -334,7 +334,7 @@ def test_require_isolation_refuses_at_load_time(monkeypatch):
 
 
 def test_graders_listing_shows_isolation_level():
-    from rft.cli import _grader_notes
+    from rft.cli.grading import _grader_notes
 
     notes = _grader_notes()
     assert notes["code_exec"] == notes["python"] == f"sandbox: {sandbox.isolation_level()}"

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from rft.cli import app
-from rft.config import load_config, parse_config, run_schema
-from rft.errors import ConfigError
+from rft.cli.main import app
+from rft.config.run import load_config, parse_config, run_schema
+from rft.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -101,13 +101,25 @@ def test_schema_is_valid_json_schema_with_help_text():
         # a required key is missing
         (lambda c: c.pop("data"), None, ["missing required key 'data'"]),
         # TRL arguments are checked against trl.GRPOConfig's fields
-        (lambda c: c["stages"]["rft"]["trl"].update(learning_rat=1e-4), "stages.rft.trl.learning_rat", ["did you mean 'learning_rate'"]),
+        (
+            lambda c: c["stages"]["rft"]["trl"].update(learning_rat=1e-4),
+            "stages.rft.trl.learning_rat",
+            ["did you mean 'learning_rate'"],
+        ),
         # arguments rftkit owns are redirected to where they belong
-        (lambda c: c["stages"]["rft"]["trl"].update(num_generations=4), "stages.rft.trl.num_generations", ["stages.rft.num_generations"]),
+        (
+            lambda c: c["stages"]["rft"]["trl"].update(num_generations=4),
+            "stages.rft.trl.num_generations",
+            ["stages.rft.num_generations"],
+        ),
         # rft needs graders
         (lambda c: c.pop("graders"), "graders", ["needs graders"]),
         # GRPO groups must fit the batch
-        (lambda c: c["stages"]["rft"].update(num_generations=3, trl={"per_device_train_batch_size": 4}), "stages.rft.trl.per_device_train_batch_size", ["multiple of num_generations"]),
+        (
+            lambda c: c["stages"]["rft"].update(num_generations=3, trl={"per_device_train_batch_size": 4}),
+            "stages.rft.trl.per_device_train_batch_size",
+            ["multiple of num_generations"],
+        ),
         # all stages disabled
         (lambda c: c["stages"]["rft"].update(enabled=False), "stages", ["no stage is enabled"]),
     ],
@@ -192,7 +204,7 @@ def test_dry_run_reports_config_errors_with_exit_code_2(tmp_path):
 
 
 def test_model_references_resolve_to_files(tmp_path):
-    from rft.models import resolve_model
+    from rft.models.resolve import resolve_model
 
     hf = tmp_path / "hf"
     hf.mkdir()
@@ -215,7 +227,7 @@ def test_model_references_resolve_to_files(tmp_path):
 
 
 def test_model_references_that_resolve_to_nothing(tmp_path):
-    from rft.models import resolve_model
+    from rft.models.resolve import resolve_model
 
     (tmp_path / "empty").mkdir()
     (tmp_path / "two").mkdir()

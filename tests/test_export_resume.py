@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import REPO, read_jsonl, tiny_config, write_config
 from typer.testing import CliRunner
 
-from helpers import REPO, read_jsonl, tiny_config, write_config
-from rft.cli import app
+from rft.cli.main import app
 
 N = 2  # steps before the kill; the runs train 2N RFT steps
 
@@ -36,8 +36,8 @@ def prompts_per_step(run: Path) -> dict[int, list[str]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """An uninterrupted 2N-step run, and a run killed after checkpoint N then resumed with the CLI."""
-    from rft.config import load_config
-    from rft.models import create_tiny_model
+    from rft.config.run import load_config
+    from rft.models.resolve import create_tiny_model
     from rft.train.callbacks import StopAfterSave
     from rft.train.pipeline import run_training
 
@@ -51,7 +51,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
     killed = tmp / "killed"
     with pytest.raises(KeyboardInterrupt):
-        run_training(load_config(config, output_dir=killed), progress=False, extra_callbacks={"rft": [StopAfterSave(N)]})
+        run_training(
+            load_config(config, output_dir=killed), progress=False, extra_callbacks={"rft": [StopAfterSave(N)]}
+        )
     state = {
         "adapter_after_kill": (killed / "adapter").exists(),
         "steps_after_kill": sorted(prompts_per_step(killed)),
@@ -86,7 +88,9 @@ def test_resume_continues_with_the_same_prompts_and_final_step(runs):
     done_resumed = json.loads((resumed / "rft" / "DONE").read_text())
     assert done_full["global_step"] == done_resumed["global_step"] == 2 * N
     # the checkpoint restores the RNG too: the same completions are sampled, the same adapter results
-    completions = [[(r["step"], r["completion"]) for r in read_jsonl(run / "rollouts.jsonl")] for run in (full, resumed)]
+    completions = [
+        [(r["step"], r["completion"]) for r in read_jsonl(run / "rollouts.jsonl")] for run in (full, resumed)
+    ]
     assert completions[0] == completions[1]
     import torch
     from safetensors.torch import load_file

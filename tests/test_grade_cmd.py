@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rft.cli import app
+from rft.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -35,17 +35,26 @@ def grade(*args: str):
 @pytest.fixture
 def rows(tmp_path: Path) -> Path:
     path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"{a}+{a}?", "answer": str(2 * a), "guess": str(2 * a + (a % 2))}) + "\n" for a in range(1, 7)))
+    path.write_text(
+        "".join(
+            json.dumps({"prompt": f"{a}+{a}?", "answer": str(2 * a), "guess": str(2 * a + (a % 2))}) + "\n"
+            for a in range(1, 7)
+        )
+    )
     return path
 
 
 def test_shipped_example_scores_and_writes_results(tmp_path):
     out = tmp_path / "results.jsonl"
     result = grade(
-        "--data", str(ROOT / "examples/grade/rows.jsonl"),
-        "--completions", str(ROOT / "examples/grade/completions.jsonl"),
-        "--graders", str(ROOT / "configs/graders.openai.json"),
-        "--out", str(out),
+        "--data",
+        str(ROOT / "examples/grade/rows.jsonl"),
+        "--completions",
+        str(ROOT / "examples/grade/completions.jsonl"),
+        "--graders",
+        str(ROOT / "configs/graders.openai.json"),
+        "--out",
+        str(out),
     )
     assert result.exit_code == 0, result.output
     assert "answer_quality" in result.output and "reward (combined)" in result.output

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fake_openai import FakeOpenAI
 
-from rft.grading import GraderSet, OutcomeKind, Sample
-from rft.llm_client import close_all
+from rft.core.grading import GraderSet, OutcomeKind, Sample
+from rft.judges.client import close_all
 
 PLUGIN = '''
 import asyncio
@@ -69,7 +69,8 @@ def judge_server():
 def graders_file(tmp_path_factory, judge_server):
     d = tmp_path_factory.mktemp("served")
     (d / "plug.py").write_text(PLUGIN)
-    (d / "graders.yaml").write_text(textwrap.dedent(f"""
+    (d / "graders.yaml").write_text(
+        textwrap.dedent(f"""
         plugins: [plug.py]
         graders:
           - name: exact_match
@@ -87,7 +88,8 @@ def graders_file(tmp_path_factory, judge_server):
             base_url: {judge_server.base_url}
             input: [{{role: user, content: "Grade: {{{{sample.output_text}}}}"}}]
             range: [0, 10]
-    """))
+    """)
+    )
     return d / "graders.yaml"
 
 
@@ -96,9 +98,21 @@ def grader_url(graders_file):
     """`rft serve-graders` in a subprocess, as a user starts it."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rft", "serve-graders", "--graders", str(graders_file),
-         "--port", str(port), "--log-level", "warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rft",
+            "serve-graders",
+            "--graders",
+            str(graders_file),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -126,7 +140,9 @@ def grader_url(graders_file):
 
 
 def remote_set(url: str, ids: list[str], **settings) -> GraderSet:
-    return GraderSet.from_config({"graders": [{"name": "remote", "id": i, "url": url, "grader": i, **settings} for i in ids]})
+    return GraderSet.from_config(
+        {"graders": [{"name": "remote", "id": i, "url": url, "grader": i, **settings} for i in ids]}
+    )
 
 
 def comparable(outcome) -> tuple:
@@ -144,7 +160,12 @@ def test_remote_grader_gives_the_same_outcomes_as_the_local_grader(graders_file,
         assert got == want, gid
     # and the batch really covered each kind
     kinds = {o.kind for gid in ids for o in remote[gid].grader.grade(SAMPLES)}
-    assert kinds == {OutcomeKind.SCORE, OutcomeKind.NOT_APPLICABLE, OutcomeKind.GRADER_ERROR, OutcomeKind.JUDGE_UNPARSEABLE}
+    assert kinds == {
+        OutcomeKind.SCORE,
+        OutcomeKind.NOT_APPLICABLE,
+        OutcomeKind.GRADER_ERROR,
+        OutcomeKind.JUDGE_UNPARSEABLE,
+    }
     boom = remote["picky"].grader.grade([SAMPLES[3]])[0]
     assert "ValueError: boom is not an answer" in boom.traceback  # the server's traceback travels along
 

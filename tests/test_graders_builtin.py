@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from rft.errors import ConfigError
-from rft.grading import Grader, Outcome, OutcomeKind, Sample
-from rft.plugins import get_plugin_manager, get_registry
+from rft.core.errors import ConfigError
+from rft.core.grading import Grader, Outcome, OutcomeKind, Sample
+from rft.plugins.manager import get_plugin_manager, get_registry
 
 TOOLS = [
     {
@@ -459,8 +459,8 @@ def test_pickle_round_trip_gives_the_same_grades(registry, name, params, sample)
         "graders.mathematics",
         "graders.format",
         "graders.openai",
-        "rft.templates",
-        "rft.parsing",
+        "rft.core.templates",
+        "rft.core.parsing",
         "rft.testing",
     ],
 )

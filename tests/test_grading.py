@@ -9,8 +9,8 @@ import pickle
 import pytest
 
 import rft
-from rft.errors import ConfigError
-from rft.grading import GraderEntry, GraderSet, OutcomeKind, Sample, as_grader, coerce_result
+from rft.core.errors import ConfigError
+from rft.core.grading import GraderEntry, GraderSet, OutcomeKind, Sample, as_grader, coerce_result
 
 # -- module-level graders (picklable by reference) ---------------------------
 
@@ -210,7 +210,9 @@ def test_identity_changes_with_params():
 
 
 def test_weighted_sum_skips_not_applicable_and_weight_zero():
-    gs = GraderSet([GraderEntry("a", exact, weight=2.0), GraderEntry("b", lengths, weight=0.5), GraderEntry("c", exact, weight=0)])
+    gs = GraderSet(
+        [GraderEntry("a", exact, weight=2.0), GraderEntry("b", lengths, weight=0.5), GraderEntry("c", exact, weight=0)]
+    )
     assert gs.combine({"a": 1.0, "b": 2.0, "c": 1.0}) == 3.0  # 2*1 + 0.5*2; weight 0 is logged only
     assert gs.combine({"a": None, "b": 2.0, "c": 1.0}) == 1.0
     assert gs.combine({"a": None, "b": None, "c": 1.0}) is None  # nothing applies
@@ -247,14 +249,23 @@ def test_grader_set_file_with_registered_grader_and_policy(tmp_path):
     f.write_text("graders:\n  - name: exact_match\n    weight: 2\n    timeout: 5\n    on_error: skip\n")
     gs = GraderSet.from_file(f)
     [e] = gs.entries
-    assert (e.id, e.weight, e.timeout, e.on_error, e.grader.plugin) == ("exact_match", 2.0, 5, "skip", "graders.strings")
+    assert (e.id, e.weight, e.timeout, e.on_error, e.grader.plugin) == (
+        "exact_match",
+        2.0,
+        5,
+        "skip",
+        "graders.strings",
+    )
     assert gs.spec["graders"][0]["name"] == "exact_match"
 
 
 @pytest.mark.parametrize(
     "yaml_text, message",
     [
-        ("graders:\n  - name: exact_mach\n", r"graders\[0\]\.name: unknown grader 'exact_mach': did you mean 'exact_match'"),
+        (
+            "graders:\n  - name: exact_mach\n",
+            r"graders\[0\]\.name: unknown grader 'exact_mach': did you mean 'exact_match'",
+        ),
         ("graders:\n  - name: exact_match\n    weight: heavy\n", r"graders\[0\]\.weight: `weight` must be a number"),
         ("graders:\n  - name: exact_match\n    on_error: ignore\n", r"graders\[0\]\.on_error"),
         ("graders:\n  - name: exact_match\n    timeout: -1\n", r"graders\[0\]\.timeout"),

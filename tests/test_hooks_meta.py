@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rft import hookspecs
+from rft.plugins import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("rft_"))

@@ -9,9 +9,9 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from graders.judges import LabelModel, ScoreModel, parse_label, parse_score
-from rft.errors import ConfigError, GraderError, JudgeParseError
-from rft.grading import GraderSet, OutcomeKind, Sample
-from rft.llm_client import close_all, get_endpoint
+from rft.core.errors import ConfigError, GraderError, JudgeParseError
+from rft.core.grading import GraderSet, OutcomeKind, Sample
+from rft.judges.client import close_all, get_endpoint
 
 # The fake judge replies with the last [[…]] of the prompt, so each completion below decides
 # what the judge says; "{{sample.output_text}}" puts it into the prompt.
@@ -42,8 +42,15 @@ def free_port() -> int:
 
 def score_set(base_url: str, **settings) -> GraderSet:
     """A grader set with one score_model, written as OpenAI's grader JSON plus endpoint settings."""
-    entry = {"type": "score_model", "name": "quality", "model": "judge", "input": INPUT, "range": [0, 10],
-             "base_url": base_url, **settings}
+    entry = {
+        "type": "score_model",
+        "name": "quality",
+        "model": "judge",
+        "input": INPUT,
+        "range": [0, 10],
+        "base_url": base_url,
+        **settings,
+    }
     return GraderSet.from_config({"graders": [entry]})
 
 
@@ -56,8 +63,12 @@ def samples(*completions: str) -> list[Sample]:
 
 def test_judged_batches_complete_through_30_percent_failures():
     with FakeOpenAI(latency=0.005, failure_rate=0.3, seed=3) as server:
-        gs = score_set(server.base_url, max_concurrency=4, max_retries=10,
-                       sampling_params={"temperature": 0, "max_completions_tokens": 64})
+        gs = score_set(
+            server.base_url,
+            max_concurrency=4,
+            max_retries=10,
+            sampling_params={"temperature": 0, "max_completions_tokens": 64},
+        )
         judge = gs["quality"].grader
         batches = [samples(*(f"Paris [[Score: {(b * 16 + i) % 11}]]" for i in range(16))) for b in range(3)]
         results = [judge.grade(batch) for batch in batches]  # each batch in its own event loop, like the engine
@@ -166,11 +177,21 @@ def test_score_model_outcomes(server, reply, kind, score):
     ],
 )
 def test_label_model_outcomes(server, reply, kind, score, label):
-    gs = GraderSet.from_config({"graders": [{
-        "type": "label_model", "name": "tone", "model": "judge", "base_url": server.base_url,
-        "input": [{"role": "user", "content": "Classify the tone: {{sample.output_text}}"}],
-        "labels": ["polite", "neutral", "rude"], "passing_labels": ["polite", "neutral"],
-    }]})
+    gs = GraderSet.from_config(
+        {
+            "graders": [
+                {
+                    "type": "label_model",
+                    "name": "tone",
+                    "model": "judge",
+                    "base_url": server.base_url,
+                    "input": [{"role": "user", "content": "Classify the tone: {{sample.output_text}}"}],
+                    "labels": ["polite", "neutral", "rude"],
+                    "passing_labels": ["polite", "neutral"],
+                }
+            ]
+        }
+    )
     (out,) = gs["tone"].grader.grade([Sample(f"[[{reply}]]")])
     assert (out.kind, out.score) == (kind, score)
     if label:
@@ -215,12 +236,23 @@ def test_parse_label(text, expected):
 
 
 def test_template_reads_the_row_and_the_completion(server):
-    gs = GraderSet.from_config({"graders": [{
-        "type": "score_model", "name": "json_judge", "model": "judge", "base_url": server.base_url,
-        "input": [{"role": "user", "content": "Ref {{item.answer}} vs {{sample.output_json.answer}}"}],
-    }]})
+    gs = GraderSet.from_config(
+        {
+            "graders": [
+                {
+                    "type": "score_model",
+                    "name": "json_judge",
+                    "model": "judge",
+                    "base_url": server.base_url,
+                    "input": [{"role": "user", "content": "Ref {{item.answer}} vs {{sample.output_json.answer}}"}],
+                }
+            ]
+        }
+    )
     judge = gs["json_judge"].grader
-    outs = judge.grade([Sample('{"answer": "[[Score: 1]]"}', item={"answer": "x"}), Sample("no json", item={"answer": "x"})])
+    outs = judge.grade(
+        [Sample('{"answer": "[[Score: 1]]"}', item={"answer": "x"}), Sample("no json", item={"answer": "x"})]
+    )
     assert (outs[0].kind, outs[0].score) == (OutcomeKind.SCORE, 1.0)
     # the completion lacks the JSON the template reads: the model's miss, the low end of the range, with why
     assert (outs[1].kind, outs[1].score) == (OutcomeKind.SCORE, 0.0)
@@ -252,9 +284,19 @@ def test_config_errors_name_the_entry_and_the_fix(monkeypatch, entry, message):
 
 
 ENDPOINT_ENTRY = {
-    "base_url": "http://h:1/v1", "api_key": "sk-x", "max_concurrency": 3, "requests_per_minute": 60,
-    "tokens_per_minute": 1000, "request_timeout": 5.0, "max_retries": 1, "deadline": 9.0, "breaker_failures": 2,
-    "breaker_cooldown": 1.0, "prices": {"input": 1.0, "output": 2.0}, "budget_usd": 3.0, "budget_tokens": 100,
+    "base_url": "http://h:1/v1",
+    "api_key": "sk-x",
+    "max_concurrency": 3,
+    "requests_per_minute": 60,
+    "tokens_per_minute": 1000,
+    "request_timeout": 5.0,
+    "max_retries": 1,
+    "deadline": 9.0,
+    "breaker_failures": 2,
+    "breaker_cooldown": 1.0,
+    "prices": {"input": 1.0, "output": 2.0},
+    "budget_usd": 3.0,
+    "budget_tokens": 100,
 }
 
 
@@ -267,7 +309,9 @@ ENDPOINT_ENTRY = {
 )
 def test_both_judges_take_every_endpoint_setting_as_an_entry_key(entry):
     # the judges declare the shared settings once; each grader-entry key must still reach the endpoint
-    gs = GraderSet.from_config({"graders": [{**entry, "name": "j", "model": "judge", "input": INPUT, **ENDPOINT_ENTRY}]})
+    gs = GraderSet.from_config(
+        {"graders": [{**entry, "name": "j", "model": "judge", "input": INPUT, **ENDPOINT_ENTRY}]}
+    )
     judge = gs.entries[0].grader.fn
     ep = judge.endpoint
     got = {k: getattr(ep, k) for k in ENDPOINT_ENTRY if k != "prices"}
@@ -295,7 +339,7 @@ def test_judge_pickles_without_a_connection_and_still_works(server):
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from rft.models import create_tiny_model
+    from rft.models.resolve import create_tiny_model
 
     return str(create_tiny_model(tmp_path_factory.mktemp("tiny-judge")))
 
@@ -304,7 +348,9 @@ def test_local_judge_scores_by_candidate_probabilities(tiny_model):
     import graders.judges as judges
 
     score = ScoreModel(input=INPUT, model=tiny_model, backend="transformers", range=[0, 10], batch_size=64)
-    label = LabelModel(input=INPUT, model=tiny_model, backend="transformers", labels=["yes", "no"], passing_labels=["yes"])
+    label = LabelModel(
+        input=INPUT, model=tiny_model, backend="transformers", labels=["yes", "no"], passing_labels=["yes"]
+    )
     gs = GraderSet([score, label])
     batch = samples("Paris", "Lyon", "The capital is Paris.", "I do not know", "42", "")
     score_outs = gs.entries[0].grader.grade(batch)

@@ -8,8 +8,8 @@ import socket
 import pytest
 from fake_openai import FakeOpenAI
 
-from rft.errors import ConfigError, GraderInfrastructureError, JudgeBudgetError
-from rft.llm_client import (
+from rft.core.errors import ConfigError, GraderInfrastructureError, JudgeBudgetError
+from rft.judges.client import (
     CircuitBreaker,
     CircuitOpenError,
     EndpointConfig,
@@ -59,8 +59,14 @@ def test_flaky_endpoint_every_request_succeeds_with_counted_retries_and_bounded_
 
 
 def test_server_down_opens_the_circuit_and_later_calls_make_no_attempt():
-    cfg = EndpointConfig(f"http://127.0.0.1:{free_port()}/v1", max_concurrency=4, max_retries=5,
-                         breaker_failures=3, breaker_cooldown=60, **FAST)
+    cfg = EndpointConfig(
+        f"http://127.0.0.1:{free_port()}/v1",
+        max_concurrency=4,
+        max_retries=5,
+        breaker_failures=3,
+        breaker_cooldown=60,
+        **FAST,
+    )
     ep = get_endpoint(cfg)
     first = ask(ep, 16)
     assert all(isinstance(r, GraderInfrastructureError) for r in first)
@@ -207,14 +213,27 @@ def test_circuit_breaker_lets_one_probe_at_a_time():
         ({"OPENAI_BASE_URL": "http://b:2/v1", "OPENAI_API_KEY": "sk-o"}, {}, "http://b:2/v1", "sk-o"),
         ({"RFT_JUDGE_API_KEY": "sk-r", "OPENAI_API_KEY": "sk-o"}, {}, "https://api.openai.com/v1", "sk-r"),
         # the entry wins over the environment
-        ({"OPENAI_API_KEY": "sk-o"}, {"base_url": "http://c:3/v1", "api_key_env": "MY_KEY"}, "http://c:3/v1", "sk-mine"),
+        (
+            {"OPENAI_API_KEY": "sk-o"},
+            {"base_url": "http://c:3/v1", "api_key_env": "MY_KEY"},
+            "http://c:3/v1",
+            "sk-mine",
+        ),
         ({"OPENAI_API_KEY": "sk-o"}, {"api_key": "sk-inline"}, "https://api.openai.com/v1", "sk-inline"),
         # without env defaults (the remote grader's server): OpenAI's key is not its key ...
-        ({"OPENAI_API_KEY": "sk-o", "RFT_JUDGE_API_KEY": "sk-r"}, {"base_url": "http://d:4", "env_defaults": False},
-         "http://d:4", None),
+        (
+            {"OPENAI_API_KEY": "sk-o", "RFT_JUDGE_API_KEY": "sk-r"},
+            {"base_url": "http://d:4", "env_defaults": False},
+            "http://d:4",
+            None,
+        ),
         # ... but the variable the entry names still is
-        ({"OPENAI_API_KEY": "sk-o"}, {"base_url": "http://d:4", "api_key_env": "MY_KEY", "env_defaults": False},
-         "http://d:4", "sk-mine"),
+        (
+            {"OPENAI_API_KEY": "sk-o"},
+            {"base_url": "http://d:4", "api_key_env": "MY_KEY", "env_defaults": False},
+            "http://d:4",
+            "sk-mine",
+        ),
     ],
 )
 def test_endpoint_settings_from_entry_then_environment(monkeypatch, env, kwargs, expected_url, expected_key):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rft.errors import ConfigError
-from rft.grading import GraderSet, OutcomeKind, Sample
-from rft.templates import Template, TemplateError
+from rft.core.errors import ConfigError
+from rft.core.grading import GraderSet, OutcomeKind, Sample
+from rft.core.templates import Template, TemplateError
 
 ROOT = Path(__file__).resolve().parents[1]
 

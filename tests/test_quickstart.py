@@ -26,7 +26,9 @@ def test_shipped_data_is_what_make_data_writes(tmp_path):
         [sys.executable, str(QUICKSTART / "make_data.py"), "--out", str(tmp_path)], check=True, capture_output=True
     )
     for name in ("train.jsonl", "eval.jsonl"):
-        assert (tmp_path / name).read_bytes() == (QUICKSTART / name).read_bytes(), f"{name} is stale: rerun make_data.py"
+        assert (tmp_path / name).read_bytes() == (QUICKSTART / name).read_bytes(), (
+            f"{name} is stale: rerun make_data.py"
+        )
 
 
 def test_held_out_sums_never_appear_in_training():
@@ -45,7 +47,7 @@ def test_held_out_sums_never_appear_in_training():
 
 @pytest.fixture(scope="module")
 def digit_credit():
-    from rft.plugins import get_plugin_manager, get_registry
+    from rft.plugins.manager import get_plugin_manager, get_registry
 
     pm = get_plugin_manager(plugins=[str(QUICKSTART / "graders.py")])
     return get_registry(pm).get("digit_credit").obj
@@ -69,8 +71,8 @@ def test_digit_credit(digit_credit, completion, answer, score):
 
 
 def test_quickstart_config_is_valid_and_scores_references_as_passing():
-    from rft.config import load_config
-    from rft.grading import Sample
+    from rft.config.run import load_config
+    from rft.core.grading import Sample
     from rft.train.pipeline import make_plan
 
     cfg = load_config(CONFIG)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from rft import sandbox
-from rft.sandbox import Limits, SandboxError, SandboxUnavailableError, run, run_python
+from rft.sandbox import execute as sandbox
+from rft.sandbox.execute import Limits, SandboxError, SandboxUnavailableError, run, run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 

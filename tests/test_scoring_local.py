@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import rft
-from rft.errors import ConfigError, GraderError
-from rft.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.core.errors import ConfigError, GraderError
+from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.scoring import ScoringOptions, make_executor
 from rft.scoring.base import Job, Ledger
 from rft.scoring.cache import ResultCache, cache_key
@@ -162,7 +162,10 @@ def test_errors_are_not_cached():
 
 def test_cache_key_depends_on_the_grader_inputs_only():
     g = rft.grader(lambda completion, answer: 1.0, name="g")
-    key = lambda s: cache_key("id", g, s)
+
+    def key(s):
+        return cache_key("id", g, s)
+
     assert key(Sample("4", {"answer": "4", "id": 1})) == key(Sample("4", {"answer": "4", "id": 2}))  # id unused
     assert key(Sample("4", {"answer": "4"})) != key(Sample("4", {"answer": "5"}))  # answer is an input
     assert cache_key("id", g, Sample("4", {"answer": "4"})) != cache_key("id2", g, Sample("4", {"answer": "4"}))

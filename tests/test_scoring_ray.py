@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rft.errors import GraderError
-from rft.grading import GraderSet, Sample
+from rft.core.errors import GraderError
+from rft.core.grading import GraderSet, Sample
 from rft.scoring import ScoringOptions, make_executor
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -122,7 +122,7 @@ def test_a_pickled_executor_uses_the_same_actors(ray_executor):
 
 # Reads an "arm" file at import: in the test process it is absent (the set loads); once the
 # test writes it, the first grader actor to load the plugin takes it and fails as asked.
-ARMED_PLUGIN = '''
+ARMED_PLUGIN = """
 import os
 import rft
 
@@ -149,7 +149,7 @@ def steady(completion: str) -> float:
 @rft.hookimpl
 def rft_register_graders(register):
     register(steady)
-'''
+"""
 
 
 def armed_grader_set(tmp_path: Path, fail: str) -> tuple[GraderSet, Path]:
@@ -172,7 +172,7 @@ def test_an_actor_lost_while_starting_is_replaced(ray_cluster, tmp_path):
 
 
 def test_a_grader_set_that_raises_in_an_actor_is_a_plugin_error(ray_cluster, tmp_path):
-    from rft.errors import PluginError
+    from rft.core.errors import PluginError
 
     gs, arm = armed_grader_set(tmp_path, 'raise RuntimeError("this node lacks libfoo")')
     with pytest.raises(PluginError, match="(?s)could not load the grader set.*this node lacks libfoo") as info:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import read_jsonl, tiny_config, write_config
 from typer.testing import CliRunner
 
-from helpers import read_jsonl, tiny_config, write_config
-from rft.cli import app
-from rft.errors import GraderError, RFTError
-from rft.grading import GraderSet, Outcome, OutcomeKind, grader
+from rft.cli.main import app
+from rft.core.errors import GraderError, RFTError
+from rft.core.grading import GraderSet, Outcome, OutcomeKind, grader
 from rft.scoring.base import BatchResult
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    from rft.models import create_tiny_model
+    from rft.models.resolve import create_tiny_model
 
     return create_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
@@ -38,8 +38,19 @@ def trained_run(tmp_path_factory, tiny_model) -> Path:
 
 @pytest.mark.slow
 def test_run_directory_layout(trained_run):
-    for name in ("config.resolved.yaml", "run.json", "metrics.jsonl", "rollouts.jsonl", "eval.json", "report.md",
-                 "eval.png", "rewards.png", "adapter/adapter_config.json", "sft/adapter", "rft/checkpoints/checkpoint-2"):
+    for name in (
+        "config.resolved.yaml",
+        "run.json",
+        "metrics.jsonl",
+        "rollouts.jsonl",
+        "eval.json",
+        "report.md",
+        "eval.png",
+        "rewards.png",
+        "adapter/adapter_config.json",
+        "sft/adapter",
+        "rft/checkpoints/checkpoint-2",
+    ):
         assert (trained_run / name).exists(), name
     # a checkpoint is trusted only once it carries the completion marker
     assert (trained_run / "rft/checkpoints/checkpoint-2/rft-complete.json").exists()
@@ -116,7 +127,8 @@ def test_broken_grader_stops_training_with_its_name(tmp_path, tiny_model):
         "    raise RuntimeError('grader bug')\n\n@rft.hookimpl\ndef rft_register_graders(register):\n    register(always_fails)\n"
     )
     cfg = tiny_config(
-        tmp_path, tiny_model,
+        tmp_path,
+        tiny_model,
         graders={"plugins": [str(plugin)], "graders": [{"name": "always_fails"}]},
         scoring={"executor": "local", "num_workers": 1, "error_budget": 0.0, "inline": True},
         eval={"enabled": False},
@@ -225,7 +237,10 @@ def test_rollouts_file_records_reason_and_error(tmp_path):
 
     class Fixed(CountingExecutor):
         def score(self, samples, *, step=None):
-            per = [{"is_four": Outcome(OutcomeKind.GRADER_ERROR, error="boom")}, {"is_four": Outcome(OutcomeKind.SCORE, 1.0, reason="exact")}]
+            per = [
+                {"is_four": Outcome(OutcomeKind.GRADER_ERROR, error="boom")},
+                {"is_four": Outcome(OutcomeKind.SCORE, 1.0, reason="exact")},
+            ]
             return BatchResult(per, [None, 1.0])
 
     bridge = RewardBridge(gs, Fixed(gs), rows=ROWS, rollouts_path=tmp_path / "r.jsonl")
@@ -244,7 +259,9 @@ def _peft(tiny_model: Path, trainable: bool):
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model)), LoraConfig(r=2, target_modules="all-linear"))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tiny_model)), LoraConfig(r=2, target_modules="all-linear")
+    )
     if trainable:
         return model
     for p in model.parameters():
@@ -290,14 +307,23 @@ def test_unchanged_parameters_after_a_real_gradient_are_refused(tiny_model):
 
 @pytest.mark.parametrize("do_sample", [False, True])
 def test_generate_greedy_ignores_batching_and_sampling_is_seeded(tiny_model, do_sample):
-    from rft.models import ResolvedModel, load_model
+    from rft.models.resolve import ResolvedModel, load_model
     from rft.train.eval import generate
 
     model, tok = load_model(ResolvedModel("tiny", tiny_model, kind="tiny"))
     prompts = [[{"role": "user", "content": "What is 2 + 3?"}], [{"role": "user", "content": "Call get_weather"}]]
     # greedy: the batching must not change the text (left padding is right); sampling: the same seed repeats
     a = generate(model, tok, prompts, max_new_tokens=6, do_sample=do_sample, seed=1, progress=False)
-    b = generate(model, tok, prompts, max_new_tokens=6, do_sample=do_sample, seed=1, progress=False, batch_size=2 if do_sample else 1)
+    b = generate(
+        model,
+        tok,
+        prompts,
+        max_new_tokens=6,
+        do_sample=do_sample,
+        seed=1,
+        progress=False,
+        batch_size=2 if do_sample else 1,
+    )
     assert len(a) == 2 and all(isinstance(x, str) for x in a)
     assert a == b
 

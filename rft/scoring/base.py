@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from rft.errors import GraderError
-from rft.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.core.errors import GraderError
+from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.scoring.cache import ResultCache, grader_inputs
 from rft.scoring.metrics import batch_metrics
 
@@ -61,7 +61,7 @@ class ScoringOptions:
     cache_size: int = 100_000
 
     def __post_init__(self) -> None:
-        from rft.errors import ConfigError
+        from rft.core.errors import ConfigError
 
         if self.num_workers < 1:
             raise ConfigError(f"num_workers must be at least 1, got {self.num_workers}", key="scoring.num_workers")
@@ -76,7 +76,9 @@ class ScoringOptions:
                 key="scoring.default_timeout",
             )
         if self.max_concurrency < 1:
-            raise ConfigError(f"max_concurrency must be at least 1, got {self.max_concurrency}", key="scoring.max_concurrency")
+            raise ConfigError(
+                f"max_concurrency must be at least 1, got {self.max_concurrency}", key="scoring.max_concurrency"
+            )
 
 
 @dataclass
@@ -155,6 +157,7 @@ class Ledger:
         self.crashes: list[list[int]] = [[0] * len(j.samples) for j in self.jobs]
         self.sends: list[list[int]] = [[1] * len(j.samples) for j in self.jobs]
         self.pending: deque[Task] = deque()
+
         # a batched grader gets the whole batch in one call (what its author expects, and
         # the same on every executor); other graders get one shard per worker
         def shards(job: Job) -> int:
@@ -417,7 +420,7 @@ class Executor(abc.ABC):
 
         return await asyncio.to_thread(self.score, samples, step=step)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional: an executor without resources keeps this)
         """Release workers / actors."""
 
     def __enter__(self) -> Self:
@@ -435,7 +438,9 @@ def _short(value: Any, n: int = 500) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def make_executor(grader_set: GraderSet, kind: str | None = None, options: ScoringOptions | None = None, **kwargs: Any) -> Executor:
+def make_executor(
+    grader_set: GraderSet, kind: str | None = None, options: ScoringOptions | None = None, **kwargs: Any
+) -> Executor:
     """Create the executor named by ``kind`` (``"local"`` or ``"ray"``)."""
     options = options or ScoringOptions(**kwargs)
     kind = kind or options.executor
@@ -447,6 +452,6 @@ def make_executor(grader_set: GraderSet, kind: str | None = None, options: Scori
         from rft.scoring.ray import RayExecutor
 
         return RayExecutor(grader_set, options)
-    from rft.errors import ConfigError
+    from rft.core.errors import ConfigError
 
     raise ConfigError(f"unknown executor {kind!r}; valid: local, ray", key="scoring.executor")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from rft.grading import _TRL_NAMES, Grader, Outcome, Sample
+from rft.core.grading import _TRL_NAMES, Grader, Outcome, Sample
 
 __all__ = ["ResultCache", "cache_key", "grader_inputs"]
 
@@ -77,7 +77,7 @@ class ResultCache:
     Args:
         max_entries: entries kept; the least recently used are dropped beyond it.
 
-    >>> from rft.grading import OutcomeKind
+    >>> from rft.core.grading import OutcomeKind
     >>> c = ResultCache(max_entries=1)
     >>> c.put("k", Outcome(OutcomeKind.SCORE, score=1.0))
     >>> c.get("k").cached, c.get("missing")

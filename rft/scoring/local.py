@@ -31,8 +31,8 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from rft.errors import PluginError
-from rft.grading import GraderSet, Outcome
+from rft.core.errors import PluginError
+from rft.core.grading import GraderSet, Outcome
 from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
 from rft.scoring.runner import (
     ASYNC_GRACE_S,
@@ -130,7 +130,7 @@ class LocalExecutor(Executor):
         options: ``num_workers``, ``default_timeout``, ``error_budget``, ``cache``, ``inline``.
 
     >>> import rft
-    >>> from rft.grading import GraderSet, Sample
+    >>> from rft.core.grading import GraderSet, Sample
     >>> gs = GraderSet([rft.grader(lambda completion: len(completion) / 10, name="length")])
     >>> with LocalExecutor(gs, ScoringOptions(inline=True)) as ex:
     ...     ex.score([Sample("hello"), Sample("hi")]).scores("length")

@@ -32,8 +32,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rft.errors import PluginError, RFTError
-from rft.grading import GraderSet, Outcome
+from rft.core.errors import PluginError, RFTError
+from rft.core.grading import GraderSet, Outcome
 from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
 from rft.scoring.runner import (
     ASYNC_GRACE_S,
@@ -155,7 +155,11 @@ class RayExecutor(Executor):
         except BaseException:
             self.close()
             raise
-        logger.info("ray executor: %d grader actors (%s)", len(self._actors), self.options.actor_resources or "default resources")
+        logger.info(
+            "ray executor: %d grader actors (%s)",
+            len(self._actors),
+            self.options.actor_resources or "default resources",
+        )
 
     # -- the pool -----------------------------------------------------------
     def _new_actor(self, slot: int | None = None, generation: int = 0) -> Any:

@@ -3,7 +3,7 @@
 The same code runs inside local worker processes (:mod:`rft.scoring.local`), inside
 Ray grader actors (:mod:`rft.scoring.ray`) and in-process (``inline`` mode). It never
 imports Ray, and it never raises for grader faults: every sample gets an
-:class:`~rft.grading.Outcome`.
+:class:`~rft.core.grading.Outcome`.
 
 Two ways of enforcing a timeout live here:
 
@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rft.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def make_payload(grader_set: GraderSet) -> GraderSetPayload:
     try:
         return GraderSetPayload(pickled=pickler.dumps(grader_set))
     except Exception as err:
-        from rft.errors import ConfigError
+        from rft.core.errors import ConfigError
 
         raise ConfigError(
             f"the grader set {grader_set!r} cannot be sent to worker processes: {type(err).__name__}: {err}. "
@@ -336,7 +336,9 @@ def run_shard_watched(
             pass
         if progress["index"] == index and progress["started"] == started and time.monotonic() >= started + timeout:
             progress["abandoned"] = True
-            out: list[Outcome | None] = list(results[:index]) + [timeout_outcome(entry.id, timeout)] + [None] * (n - index - 1)
+            out: list[Outcome | None] = (
+                list(results[:index]) + [timeout_outcome(entry.id, timeout)] + [None] * (n - index - 1)
+            )
             return ShardReply(out, tainted=True)
 
 

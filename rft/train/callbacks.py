@@ -12,7 +12,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from rft.errors import RFTError
+from rft.core.errors import RFTError
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +128,18 @@ class TrainableCheck(TrainerCallback):
         logger.info("%s: %d trainable parameters", self.stage, self.trainable)
         self._snapshot = {n: p.detach().clone() for n, p in params.items()}
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, model: Any = None, **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, model: Any = None, **kwargs: Any
+    ) -> None:
         if self.verified or self._snapshot is None or not logs or "grad_norm" not in logs:
             return
         import torch
 
-        changed = any(not torch.equal(p.detach(), self._snapshot[n]) for n, p in self._trainable(model).items() if n in self._snapshot)
+        changed = any(
+            not torch.equal(p.detach(), self._snapshot[n])
+            for n, p in self._trainable(model).items()
+            if n in self._snapshot
+        )
         grad_norm = logs.get("grad_norm") or 0.0
         if changed:
             self.verified = True
@@ -147,7 +153,11 @@ class TrainableCheck(TrainerCallback):
                 f"although the gradient norm was {grad_norm:.3g}: the optimizer is not updating the adapter "
                 "(learning_rate 0, or the adapter's parameters are not the ones being optimized)."
             )
-        logger.info("%s step %d: zero gradient (equal rewards in every group); trainable check deferred", self.stage, state.global_step)
+        logger.info(
+            "%s step %d: zero gradient (equal rewards in every group); trainable check deferred",
+            self.stage,
+            state.global_step,
+        )
 
 
 class StopAfterSave(TrainerCallback):
@@ -186,7 +196,11 @@ def summary_line(stage: str, step: int, max_steps: int, logs: dict[str, Any]) ->
         return None
     parts = []
     if "reward" in logs:
-        per = [f"{k[len('rewards/'):-len('/mean')]} {v:.3f}" for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean") and v is not None]
+        per = [
+            f"{k[len('rewards/') : -len('/mean')]} {v:.3f}"
+            for k, v in logs.items()
+            if k.startswith("rewards/") and k.endswith("/mean") and v is not None
+        ]
         parts.append(f"reward {logs['reward']:.3f}" + (f" ({', '.join(per)})" if per else ""))
     parts.append(f"loss {logs['loss']:.4f}")
     if logs.get("step_time") is not None:

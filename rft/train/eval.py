@@ -7,8 +7,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rft.data import Example
-from rft.grading import GraderSet, Sample
+from rft.core.grading import GraderSet, Sample
+from rft.data.rows import Example
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def generate(
     from tqdm.auto import tqdm
     from transformers import set_seed
 
-    from rft.data import render_prompt
+    from rft.data.rows import render_prompt
 
     set_seed(seed)
     tokenizer.padding_side = "left"
@@ -43,7 +43,11 @@ def generate(
         if isinstance(rendered, list):
             rendered = tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
         texts.append(rendered)
-    gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id}
+    gen_kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
     if do_sample:
         gen_kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
     else:
@@ -71,7 +75,7 @@ def summarize(grader_set: GraderSet, result: Any, *, threshold: float) -> dict[s
 
     Samples a grader does not apply to (None) are left out of its mean; errors are counted.
 
-    >>> from rft.grading import grader, GraderSet, Outcome, OutcomeKind
+    >>> from rft.core.grading import grader, GraderSet, Outcome, OutcomeKind
     >>> from rft.scoring.base import BatchResult
     >>> gs = GraderSet([grader(lambda completion: 1.0, name="a")])
     >>> r = BatchResult([{"a": Outcome(OutcomeKind.SCORE, 1.0)}, {"a": Outcome(OutcomeKind.SCORE, 0.0)}], [1.0, 0.0])
@@ -118,7 +122,7 @@ def evaluate(
     """Generate on held-out examples and score them with the graders.
 
     Args:
-        settings: the run config's :class:`rft.config.EvalConfig`.
+        settings: the run config's :class:`rft.config.run.EvalConfig`.
 
     Returns:
         :func:`summarize`'s dict plus ``samples`` (the first ``keep_samples`` completions with scores).

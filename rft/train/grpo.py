@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rft.data import Example, grpo_dataset
+from rft.data.rows import Example, grpo_dataset
 from rft.train.rewards import RewardBridge
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def build_grpo_trainer(
         model: a plain model (a fresh LoRA from ``lora`` is added) or a ``PeftModel`` whose
             adapter is trainable (the SFT adapter, continued; ``lora`` must be None).
         bridge: the :class:`RewardBridge` over the grader set and executor.
-        trl_args: keyword arguments for ``trl.GRPOConfig`` (:meth:`rft.config.RunConfig.rft_trl_args`).
+        trl_args: keyword arguments for ``trl.GRPOConfig`` (:meth:`rft.config.run.RunConfig.rft_trl_args`).
     """
     from trl import GRPOConfig, GRPOTrainer
 

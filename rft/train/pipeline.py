@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rft.config import RunConfig
-from rft.data import DataSplits, load_splits
-from rft.errors import ConfigError, RFTError
+from rft.config.run import RunConfig
+from rft.core.errors import ConfigError, RFTError
+from rft.data.rows import DataSplits, load_splits
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Plan:
     config: RunConfig
     splits: DataSplits
     grader_set: Any
-    model: Any  # rft.models.ResolvedModel
+    model: Any  # rft.models.resolve.ResolvedModel
     stages: list[str]
     notes: list[str] = field(default_factory=list)
 
@@ -92,24 +92,40 @@ class Plan:
                 "skipped_rows": self.splits.skipped,
                 "columns": sorted(self.splits.columns),
             },
-            "graders": [{"id": e.id, "grader": e.grader.name, "weight": e.weight, "inputs": list(e.grader.inputs)} for e in self.grader_set]
+            "graders": [
+                {"id": e.id, "grader": e.grader.name, "weight": e.weight, "inputs": list(e.grader.inputs)}
+                for e in self.grader_set
+            ]
             if self.grader_set is not None
             else [],
             "formula": getattr(self.grader_set, "formula", None),
             "scoring": {"executor": cfg.scoring.executor, "num_workers": cfg.scoring.num_workers},
             "stages": {},
-            "eval": {"enabled": cfg.eval.enabled and bool(self.splits.eval), "rows": min(len(self.splits.eval), cfg.eval.max_rows or 10**9)},
+            "eval": {
+                "enabled": cfg.eval.enabled and bool(self.splits.eval),
+                "rows": min(len(self.splits.eval), cfg.eval.max_rows or 10**9),
+            },
         }
         if cfg.model.gguf_file or self.model.gguf_file:
             d["model"]["gguf_file"] = self.model.gguf_file
         if "sft" in self.stages:
             a = cfg.sft_trl_args()
-            d["stages"]["sft"] = {k: a[k] for k in ("max_steps", "learning_rate", "per_device_train_batch_size") if k in a}
+            d["stages"]["sft"] = {
+                k: a[k] for k in ("max_steps", "learning_rate", "per_device_train_batch_size") if k in a
+            }
         if "rft" in self.stages:
             a = cfg.rft_trl_args()
             d["stages"]["rft"] = {
                 k: a[k]
-                for k in ("max_steps", "learning_rate", "per_device_train_batch_size", "num_generations", "temperature", "max_completion_length", "beta")
+                for k in (
+                    "max_steps",
+                    "learning_rate",
+                    "per_device_train_batch_size",
+                    "num_generations",
+                    "temperature",
+                    "max_completion_length",
+                    "beta",
+                )
                 if k in a
             }
         d["lora"] = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules}
@@ -121,7 +137,7 @@ class Plan:
 def make_plan(cfg: RunConfig, *, create_model: bool = False) -> Plan:
     """Validate everything a run needs without training: data rows, graders against the
     data's columns, and that the model resolves. Raises ConfigError / DataError."""
-    from rft.models import resolve_model
+    from rft.models.resolve import resolve_model
 
     splits = load_splits(cfg.data, seed=cfg.seed)
     stages = [s for s in STAGES if getattr(cfg, s) is not None]
@@ -215,7 +231,7 @@ def run_training(
         progress: show progress bars.
         extra_callbacks: more TrainerCallbacks per stage (``{"rft": [...]}``), e.g. for tests.
         log: called with one-line status messages (the CLI prints them).
-        rft_runner: runs the RFT stage elsewhere instead of in this process (rft.distributed's
+        rft_runner: runs the RFT stage elsewhere instead of in this process (rft.cluster.distributed's
             Ray Train learners); called as ``rft_runner(cfg=, paths=, plan=, executor=, ckpt=, log=)``
             and must leave ``rft/adapter`` and ``rft/DONE`` behind.
 
@@ -225,7 +241,7 @@ def run_training(
     """
     import yaml
 
-    from rft.models import load_model
+    from rft.models.resolve import load_model
     from rft.scoring import make_executor
 
     say = log or (lambda msg: logger.info("%s", msg))
@@ -247,7 +263,12 @@ def run_training(
     info.update(
         {
             "config": _config_fingerprint(cfg),
-            "model": {"name": cfg.model.name, "path": str(plan.model.path), "gguf_file": plan.model.gguf_file, "dtype": cfg.model.dtype},
+            "model": {
+                "name": cfg.model.name,
+                "path": str(plan.model.path),
+                "gguf_file": plan.model.gguf_file,
+                "dtype": cfg.model.dtype,
+            },
             "stages": plan.stages,
         }
     )
@@ -260,7 +281,9 @@ def run_training(
     do_eval = cfg.eval.enabled and bool(splits.eval)
     max_new = cfg.eval.max_new_tokens or (cfg.rft.max_completion_length if cfg.rft else 64)
 
-    with make_executor(grader_set, cfg.scoring.executor, cfg.scoring) if grader_set is not None else _Null() as executor:
+    with (
+        make_executor(grader_set, cfg.scoring.executor, cfg.scoring) if grader_set is not None else _Null() as executor
+    ):
 
         def run_eval(name: str, model: Any, tokenizer: Any) -> None:
             if not do_eval or name in results:
@@ -269,8 +292,16 @@ def run_training(
 
             say(f"evaluating {name} on {min(len(splits.eval), cfg.eval.max_rows or 10**9)} held-out rows")
             results[name] = evaluate(
-                model, tokenizer, splits.eval, grader_set, executor, cfg.eval,
-                max_new_tokens=max_new, seed=cfg.seed, progress=progress, desc=f"eval {name}",
+                model,
+                tokenizer,
+                splits.eval,
+                grader_set,
+                executor,
+                cfg.eval,
+                max_new_tokens=max_new,
+                seed=cfg.seed,
+                progress=progress,
+                desc=f"eval {name}",
             )
             _write_json(paths.eval_json, results)
             say(_eval_line(name, results[name]))
@@ -289,10 +320,17 @@ def run_training(
                 ckpt = _resume_point(paths, "sft", resume)
                 say(f"sft: training{f' from {ckpt}' if ckpt else ''}")
                 trainer = build_sft_trainer(
-                    model, tokenizer, splits.train,
+                    model,
+                    tokenizer,
+                    splits.train,
                     trl_args={**cfg.sft_trl_args(paths.checkpoints("sft")), "disable_tqdm": not progress},
                     lora=cfg.lora,
-                    callbacks=[CheckpointMarker(), MetricsWriter(paths.metrics, "sft", echo=say), TrainableCheck("sft"), *extra_callbacks.get("sft", ())],
+                    callbacks=[
+                        CheckpointMarker(),
+                        MetricsWriter(paths.metrics, "sft", echo=say),
+                        TrainableCheck("sft"),
+                        *extra_callbacks.get("sft", ()),
+                    ],
                 )
                 quiet_console(trainer, progress=progress)
                 trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
@@ -312,7 +350,7 @@ def run_training(
             if paths.done("rft").exists():
                 say("rft: finished earlier, skipped")
                 model = None
-            elif rft_runner is not None:  # learners on a Ray cluster (rft.distributed), same files
+            elif rft_runner is not None:  # learners on a Ray cluster (rft.cluster.distributed), same files
                 from rft.train.callbacks import last_complete_checkpoint
 
                 ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
@@ -331,16 +369,27 @@ def run_training(
                     # Hand-off: continue the SFT adapter (trainable), so the final adapter applies to the base model.
                     del model
                     gc.collect()  # free the SFT model before loading the policy
-                    policy, lora = _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("sft"), trainable=True), None
+                    policy, lora = (
+                        _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("sft"), trainable=True),
+                        None,
+                    )
                 else:
                     policy, lora = (model if not _is_peft(model) else model.get_base_model()), cfg.lora
                 bridge = RewardBridge(grader_set, executor, rows=rows, rollouts_path=paths.rollouts)
                 say(f"rft: training{f' from {ckpt}' if ckpt else ''} with graders {', '.join(grader_set.ids)}")
                 trainer = build_grpo_trainer(
-                    policy, tokenizer, splits.train, bridge,
+                    policy,
+                    tokenizer,
+                    splits.train,
+                    bridge,
                     trl_args={**cfg.rft_trl_args(paths.checkpoints("rft")), "disable_tqdm": not progress},
                     lora=lora,
-                    callbacks=[CheckpointMarker(), MetricsWriter(paths.metrics, "rft", echo=say), TrainableCheck("rft"), *extra_callbacks.get("rft", ())],
+                    callbacks=[
+                        CheckpointMarker(),
+                        MetricsWriter(paths.metrics, "rft", echo=say),
+                        TrainableCheck("rft"),
+                        *extra_callbacks.get("rft", ()),
+                    ],
                 )
                 quiet_console(trainer, progress=progress)
                 trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
@@ -365,7 +414,7 @@ def run_training(
     info["finished"] = time.time()
     _write_json(paths.run_json, info)
 
-    from rft.report import write_report
+    from rft.train.report import write_report
 
     write_report(paths.root)
     say(f"done: adapter in {paths.adapter}, report in {paths.report}")
@@ -405,7 +454,7 @@ def _is_peft(model: Any) -> bool:
 def _load_adapter(resolved: Any, dtype: str, adapter_dir: Path, *, trainable: bool) -> Any:
     from peft import PeftModel
 
-    from rft.models import load_model
+    from rft.models.resolve import load_model
 
     base, _ = load_model(resolved, dtype=dtype)
     return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
@@ -413,14 +462,16 @@ def _load_adapter(resolved: Any, dtype: str, adapter_dir: Path, *, trainable: bo
 
 def load_trained(run_dir: str | Path, *, merge: bool = False) -> tuple[Any, Any]:
     """Load a run's base model with its final adapter (merged into the weights when ``merge``)."""
-    from rft.models import ResolvedModel
+    from rft.models.resolve import ResolvedModel
 
     paths = RunPaths(run_dir)
     info = _read_json(paths.run_json, None)
     if info is None:
         raise RFTError(f"{str(paths.root)!r} is not an rftkit run directory (no run.json)")
     if not paths.adapter.is_dir():
-        raise RFTError(f"{str(paths.root)!r} has no final adapter yet (the run did not finish); resume it with `rft train CONFIG --resume {paths.root}`")
+        raise RFTError(
+            f"{str(paths.root)!r} has no final adapter yet (the run did not finish); resume it with `rft train CONFIG --resume {paths.root}`"
+        )
     m = info["model"]
     resolved = ResolvedModel(m["name"], Path(m["path"]), gguf_file=m.get("gguf_file"))
     from transformers import AutoTokenizer

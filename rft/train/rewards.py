@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rft.data import ROW_INDEX
-from rft.grading import GraderSet, Sample
-from rft.parsing import completion_text
+from rft.core.grading import GraderSet, Sample
+from rft.core.parsing import completion_text
+from rft.data.rows import ROW_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -152,9 +152,17 @@ class RewardBridge:
                     "completion": sample.completion,
                     "reward": result.rewards[i],
                     "graders": {
-                        gid: {k: v for k, v in (("score", o.score), ("kind", o.kind.value), ("reason", o.reason), ("error", o.error)) if v is not None}
+                        gid: {
+                            k: v
+                            for k, v in (
+                                ("score", o.score),
+                                ("kind", o.kind.value),
+                                ("reason", o.reason),
+                                ("error", o.error),
+                            )
+                            if v is not None
+                        }
                         for gid, o in per.items()
                     },
                 }
                 f.write(json.dumps(rec, default=str) + "\n")
-

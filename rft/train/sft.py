@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rft.data import Example, sft_dataset
+from rft.data.rows import Example, sft_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ def build_sft_trainer(
     """A ``trl.SFTTrainer`` training a fresh LoRA adapter on ``model``.
 
     Args:
-        trl_args: keyword arguments for ``trl.SFTConfig`` (:meth:`rft.config.RunConfig.sft_trl_args`).
-        lora: the run's :class:`rft.config.LoraSettings`.
+        trl_args: keyword arguments for ``trl.SFTConfig`` (:meth:`rft.config.run.RunConfig.sft_trl_args`).
+        lora: the run's :class:`rft.config.run.LoraSettings`.
     """
     from trl import SFTConfig, SFTTrainer
 

@@ -1,8 +1,8 @@
 """The plugin's own tests, using rftkit's contract check."""
 
-from rft.testing import check_grader
-
 from rft_textstats import DistinctNgrams, WordCount
+
+from rft.testing import check_grader
 
 
 def test_distinct_ngrams_keeps_the_contract():

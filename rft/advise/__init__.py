@@ -1,0 +1,1 @@
+"""The SFT-vs-RFT advisor behind ``rft advise``."""

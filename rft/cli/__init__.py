@@ -1,0 +1,1 @@
+"""The ``rft`` command, one module per command group."""

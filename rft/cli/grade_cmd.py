@@ -1,0 +1,217 @@
+"""``rft grade``: score saved completions with a grader set, without training."""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rft.core.errors import DataError, RFTError
+from rft.core.grading import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_grade", "load_samples", "summarize"]
+
+CHUNK = 256
+
+
+def load_samples(
+    rows: list[dict[str, Any]], *, completions: Path | None, field: str | None, data_file: str
+) -> list[tuple[int, Sample]]:
+    """Pair rows with completions: from a completions JSONL (aligned by line, or with a
+    ``row`` index per line for several completions per row) or from a column of the data."""
+    if (completions is None) == (field is None):
+        raise RFTError("give exactly one of --completions FILE or --field COLUMN")
+    out: list[tuple[int, Sample]] = []
+    if field is not None:
+        for i, row in enumerate(rows):
+            if field not in row:
+                raise DataError(
+                    f"row has no column {field!r} (columns: {', '.join(sorted(row))})", file=data_file, line=i + 1
+                )
+            item = {k: v for k, v in row.items() if k != field}
+            out.append((i, _sample(item, row[field])))
+        return out
+    if not completions.exists():
+        raise DataError("file not found", file=str(completions))
+    with completions.open(encoding="utf-8") as f:
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    indexed = False
+    for k, (lineno, line) in enumerate(lines):
+        try:
+            obj = json.loads(line)
+        except ValueError as err:
+            raise DataError(f"invalid JSON: {err}", file=str(completions), line=lineno) from None
+        if isinstance(obj, str):
+            obj = {"completion": obj}
+        if not isinstance(obj, dict) or "completion" not in obj:
+            raise DataError("expected a string or an object with `completion`", file=str(completions), line=lineno)
+        indexed = indexed or "row" in obj
+        idx = obj.get("row", k)
+        if not isinstance(idx, int) or not 0 <= idx < len(rows):
+            raise DataError(
+                f"row index {idx!r} is outside the data's {len(rows)} rows", file=str(completions), line=lineno
+            )
+        out.append((idx, _sample(rows[idx], obj["completion"], obj.get("tool_calls"))))
+    if not indexed and len(lines) != len(rows):
+        raise DataError(
+            f"{len(lines)} completions for {len(rows)} rows; align them line by line or give each a `row` index",
+            file=str(completions),
+        )
+    return out
+
+
+def _sample(row: dict[str, Any], completion: Any, tool_calls: Any = None) -> Sample:
+    from rft.core.parsing import completion_text
+
+    prompt = None
+    if isinstance(row.get("messages"), list):
+        prompt = [m for m in row["messages"] if m.get("role") != "assistant"]
+    elif isinstance(row.get("prompt"), (str, list)):
+        prompt = row["prompt"]
+    return Sample(completion=completion_text(completion), item=row, prompt=prompt, tool_calls=tool_calls)
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def summarize(grader_set: GraderSet, outcomes: Sequence[dict[str, Outcome]]) -> list[dict[str, Any]]:
+    """Per grader: mean, std, min, max of scores, counts of each kind, latency p50/p95."""
+    rows = []
+    for e in grader_set:
+        outs = [per[e.id] for per in outcomes]
+        scores = [o.score for o in outs if o.kind is OutcomeKind.SCORE and o.score is not None]
+        lat = [o.latency_s for o in outs if not o.cached]
+        row: dict[str, Any] = {
+            "grader": e.id,
+            "weight": e.weight,
+            "n": len(outs),
+            "mean": statistics.fmean(scores) if scores else None,
+            "std": statistics.pstdev(scores) if len(scores) > 1 else (0.0 if scores else None),
+            "min": min(scores) if scores else None,
+            "max": max(scores) if scores else None,
+            "scored": len(scores),
+            "not_applicable": sum(o.kind is OutcomeKind.NOT_APPLICABLE for o in outs),
+            "latency_p50_ms": _pct(lat, 0.5) * 1000 if lat else None,
+            "latency_p95_ms": _pct(lat, 0.95) * 1000 if lat else None,
+        }
+        for k in ERROR_KINDS:
+            row[k.value] = sum(o.kind is k for o in outs)
+        rows.append(row)
+    return rows
+
+
+def run_grade(
+    *,
+    data: Path,
+    graders_file: Path,
+    completions: Path | None,
+    field: str | None,
+    plugins: list[str],
+    out: Path | None,
+    executor: str,
+    workers: int,
+    address: str | None,
+) -> int:
+    """Run the command; returns the exit code (0 ok, 1 a grader errored, 2 bad input)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from rft.data.rows import load_rows
+    from rft.scoring import ScoringOptions, make_executor
+
+    con = Console()
+    try:
+        rows = load_rows(data)
+        grader_set = GraderSet.from_file(graders_file, plugins=plugins)
+        columns = set().union(*(r.keys() for r in rows)) if rows else set()
+        grader_set.check_inputs(columns - ({field} if field else set()), source=str(data))
+        pairs = load_samples(rows, completions=completions, field=field, data_file=str(data))
+    except RFTError as err:
+        con.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        return 2
+    samples = [s for _, s in pairs]
+    options = ScoringOptions(executor=executor, num_workers=workers, address=address, error_budget=1.0)
+    outcomes: list[dict[str, Outcome]] = []
+    rewards: list[float | None] = []
+    try:
+        with make_executor(grader_set, executor, options) as ex, Progress(console=con, transient=True) as progress:
+            task = progress.add_task(f"grading {len(samples)} samples", total=len(samples))
+            for start in range(0, len(samples), CHUNK):
+                result = ex.score(samples[start : start + CHUNK])
+                outcomes.extend(result.outcomes)
+                rewards.extend(result.rewards)
+                progress.advance(task, len(result.outcomes))
+    except RFTError as err:
+        con.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        return 2
+
+    summary = summarize(grader_set, outcomes)
+    from rich import box
+
+    table = Table(title=f"{len(samples)} samples · {data}", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = ["grader", "weight", "mean", "std", "min", "max", "n/a", "errors", "p50ms", "p95ms"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "grader" else "right", no_wrap=True)
+
+    def f(x: Any, nd: int = 3) -> str:
+        return "-" if x is None else f"{x:.{nd}f}"
+
+    for r in summary:
+        table.add_row(
+            r["grader"],
+            f"{r['weight']:g}",
+            f(r["mean"]),
+            f(r["std"]),
+            f(r["min"]),
+            f(r["max"]),
+            str(r["not_applicable"]),
+            (f"[red]{n_errors}[/]" if (n_errors := sum(r[k.value] for k in ERROR_KINDS)) else "0"),
+            f(r["latency_p50_ms"], 2),
+            f(r["latency_p95_ms"], 2),
+        )
+    con.print(table)
+    for r in summary:  # the errors column is a total; its kinds, per grader
+        kinds = ", ".join(f"{k.value} {r[k.value]}" for k in ERROR_KINDS if r[k.value])
+        if kinds:
+            con.print(f"[red]{r['grader']}[/]: {kinds}", highlight=False)
+    valid = [r for r in rewards if r is not None]
+    if valid:
+        con.print(f"reward (combined): mean {statistics.fmean(valid):.3f} over {len(valid)} samples")
+
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for (idx, s), per, rew in zip(pairs, outcomes, rewards):
+                rec = {
+                    "row": idx,
+                    "completion": s.completion,
+                    "reward": rew,
+                    "graders": {g: o.to_dict() for g, o in per.items()},
+                }
+                fh.write(json.dumps(rec, default=str) + "\n")
+        tmp.replace(out)
+        con.print(f"wrote {len(outcomes)} results to {out}")
+
+    for (idx, s), per in zip(pairs, outcomes):
+        for gid, o in per.items():
+            if o.kind.is_error:
+                n_err = sum(1 for p in outcomes for x in p.values() if x.kind.is_error)
+                con.print(f"[bold red]{n_err} grader error(s).[/] First: row {idx}, grader {gid!r} ({o.kind.value})")
+                con.print(f"  {escape(o.error or '')}", highlight=False)
+                con.print(f"  completion: {escape(s.completion[:200])!r}", highlight=False)
+                if o.traceback:
+                    con.print(escape("  " + "\n  ".join(o.traceback.strip().splitlines()[-6:])), highlight=False)
+                return 1
+    return 0

@@ -1,0 +1,131 @@
+"""``rft version``, ``rft graders``, ``rft plugins`` and ``rft grade``: graders without training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rft.cli.app import PluginOpt, app, console, fail
+
+
+@app.command()
+def version() -> None:
+    """Print the rftkit version."""
+    from rft import __version__
+
+    typer.echo(__version__)
+
+
+@app.command()
+def graders(
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every registered grader with its plugin, inputs and one-line doc."""
+    from rft.core.errors import RFTError
+    from rft.plugins.manager import get_plugin_manager, get_registry
+
+    try:
+        registry = get_registry(get_plugin_manager(plugin or []))
+    except RFTError as err:
+        fail(str(err))
+    rows = [r.to_dict() for r in registry]
+    extra = _grader_notes()
+    for r in rows:
+        if r["name"] in extra:
+            r["notes"] = extra[r["name"]]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} graders")
+    for col in ("name", "plugin", "inputs", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        desc = r["description"] + (f" [{r['notes']}]" if r.get("notes") else "")
+        table.add_row(r["name"], r["plugin"], ", ".join(r["inputs"]), desc)
+    console().print(table)
+
+
+def _grader_notes() -> dict[str, str]:
+    """Extra facts shown next to some graders (e.g. the sandbox's isolation level)."""
+    notes: dict[str, str] = {}
+    try:
+        from rft.sandbox import execute as sandbox  # noqa: F401  (exists once the sandbox is installed)
+    except ImportError:
+        return notes
+    level = sandbox.isolation_level()
+    for name in ("code_exec", "python"):
+        notes[name] = f"sandbox: {level}"
+    return notes
+
+
+@app.command()
+def plugins(
+    plugin: PluginOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List plugins (built-in, installed, and given with --plugin) with version and hooks."""
+    from rft.core.errors import RFTError
+    from rft.plugins.manager import get_plugin_manager, list_plugins
+
+    try:
+        rows = list_plugins(get_plugin_manager(plugin or []))
+    except RFTError as err:
+        fail(str(err))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} plugins")
+    for col in ("name", "package", "version", "hooks"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["package"], str(r["version"] or "-"), ", ".join(r["hooks"]))
+    console().print(table)
+
+
+@app.command()
+def grade(
+    data: Annotated[Path, typer.Option("--data", help="Dataset rows (JSONL, CSV, Parquet or a saved HF dataset).")],
+    graders_file: Annotated[Path, typer.Option("--graders", help="Grader-set file (YAML or JSON).")],
+    completions: Annotated[
+        Path | None,
+        typer.Option(
+            "--completions",
+            help="JSONL of completions, one per line ({'completion': …} or a string), aligned with --data; or rows with 'row' (index) and 'completion' for several per row.",
+        ),
+    ] = None,
+    field: Annotated[
+        str | None, typer.Option("--field", help="Column of --data holding the completion to grade.")
+    ] = None,
+    plugin: PluginOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write per-sample results (JSONL).")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="local or ray.")] = "local",
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes / Ray actors.")] = 2,
+    address: Annotated[str | None, typer.Option("--address", help="Ray address for --executor ray.")] = None,
+) -> None:
+    """Score saved completions with a grader set, without training.
+
+    Prints a summary per grader and writes per-sample results with reasons. Exits
+    with 1 when any grader errored, showing the first failing sample.
+    """
+    from rft.cli.grade_cmd import run_grade
+
+    code = run_grade(
+        data=data,
+        graders_file=graders_file,
+        completions=completions,
+        field=field,
+        plugins=plugin or [],
+        out=out,
+        executor=executor,
+        workers=workers,
+        address=address,
+    )
+    raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""Ray clusters: the connection, Ray Train learners and Ray Jobs."""

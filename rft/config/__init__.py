@@ -1,0 +1,1 @@
+"""Run configs: one definition of every field, its default and its validation."""

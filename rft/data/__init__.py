@@ -1,0 +1,1 @@
+"""Data: dataset readers and the one row model (prompt, reference, grader inputs)."""

@@ -1,0 +1,1 @@
+"""Model judges: the OpenAI-compatible client and the grader server."""

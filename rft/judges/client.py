@@ -1,0 +1,764 @@
+"""An async client for OpenAI-compatible chat endpoints, built for model judges.
+
+Model judges fail in ways rule-based graders do not: an endpoint answers 429 under
+load, a server restarts, a network blip drops a connection. This client turns each of
+those into either a retry or a typed error outcome, never a silent 0:
+
+- **Concurrency**: at most ``max_concurrency`` requests in flight per endpoint and
+  process (an ``asyncio.Semaphore``).
+- **Rate limits**: ``requests_per_minute`` and ``tokens_per_minute`` (leaky buckets from
+  ``aiolimiter``; tokens are estimated before a request from its size and ``max_tokens``).
+- **Retries** (``tenacity``) only on transient errors: 408/409/429 (honouring
+  ``retry-after-ms`` / ``Retry-After``), 5xx, timeouts and connection errors, with
+  exponential backoff and full jitter. Other 4xx answers fail at once with the
+  server's message.
+- **Circuit breaker**: after ``breaker_failures`` consecutive transient failures the
+  endpoint is considered down; calls fail fast for ``breaker_cooldown`` seconds, then
+  one probe is let through (half-open) and its result closes or re-opens the circuit.
+- **Deadline** per judgment, counted from its first attempt: retries stop when the next
+  one could not finish in time.
+- **Usage and cost**: tokens, requests, retries and (with prices) USD are counted per
+  endpoint; an optional budget fails further judgments fast once spent.
+
+Exhausted retries, an open circuit and a spent budget raise
+:class:`rft.core.errors.GraderInfrastructureError` (outcome kind ``infrastructure``).
+
+Every endpoint lives on one background event loop per process, so limits hold across
+batches and graders (``Grader.grade`` runs each batch in a fresh loop) and the objects
+handed to Ray or worker processes hold only an :class:`EndpointConfig`, never a
+connection. Heavy imports (httpx, tenacity, aiolimiter) happen on first use.
+
+>>> cfg = EndpointConfig(base_url="http://127.0.0.1:8000/v1", max_concurrency=4)
+>>> cfg.chat_url
+'http://127.0.0.1:8000/v1/chat/completions'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import dataclasses
+import email.utils
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rft.core.errors import ConfigError, GraderFailure, GraderInfrastructureError, JudgeBudgetError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "API_KEY_ENVS",
+    "BASE_URL_ENVS",
+    "ChatResult",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "Endpoint",
+    "EndpointConfig",
+    "JudgeRequestError",
+    "JudgeTimeoutError",
+    "Usage",
+    "close_all",
+    "get_endpoint",
+    "run_on_client_loop",
+    "usage_totals",
+]
+
+T = TypeVar("T")
+
+#: Environment variables read, in order, when an entry sets no ``base_url``.
+BASE_URL_ENVS = ("RFT_JUDGE_BASE_URL", "OPENAI_BASE_URL")
+#: Environment variables read, in order, when an entry sets neither ``api_key`` nor ``api_key_env``.
+API_KEY_ENVS = ("RFT_JUDGE_API_KEY", "OPENAI_API_KEY")
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: HTTP statuses worth retrying (the set OpenAI's own SDK retries).
+TRANSIENT_STATUS = frozenset({408, 409, 429})
+#: Longest ``Retry-After`` honoured, in seconds (longer asks wait this long; a deadline cuts it shorter).
+MAX_RETRY_AFTER = 600.0
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+
+class CircuitOpenError(GraderInfrastructureError):
+    """The endpoint failed too often in a row; calls fail fast until the cooldown ends."""
+
+
+class JudgeRequestError(GraderFailure):
+    """The endpoint rejected the request (a 4xx other than 408/409/429): wrong model
+    name, bad API key, malformed parameters. Not retried; recorded as ``grader_error``."""
+
+
+class JudgeTimeoutError(GraderFailure):
+    """A judgment ran past its deadline while a request was in flight."""
+
+    outcome_kind = "timeout"
+
+
+class _Transient(Exception):
+    """One failed attempt that is worth retrying (internal)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, counts_for_breaker: bool = True):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.counts_for_breaker = counts_for_breaker
+
+
+# ---------------------------------------------------------------------------
+# configuration
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """How to reach one endpoint and how hard to push it.
+
+    Equal configs share one connection pool, one set of limits and one circuit breaker
+    per process, so two judges on the same server respect the same ``max_concurrency``.
+
+    Attributes:
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (vLLM, llama.cpp
+            server, Ollama's ``/v1``) or ``https://api.openai.com/v1``.
+        api_key: sent as ``Authorization: Bearer …``; None sends no header (local servers).
+        max_concurrency: requests in flight at once, per process.
+        requests_per_minute: request rate limit (None: unlimited).
+        tokens_per_minute: token rate limit, on estimated prompt + ``max_tokens`` (None: unlimited).
+        request_timeout: seconds for one HTTP request.
+        max_retries: retries after the first attempt, on transient errors only.
+        backoff_initial: first backoff in seconds; it doubles per retry, with full jitter.
+        backoff_max: cap of one backoff sleep (a server's ``Retry-After`` may exceed it).
+        deadline: seconds per judgment from its first attempt, retries included (None: none).
+        breaker_failures: consecutive transient failures that open the circuit.
+        breaker_cooldown: seconds the circuit stays open before one probe is let through.
+        price_input: USD per million prompt tokens (None: cost is not counted).
+        price_output: USD per million completion tokens.
+        budget_usd: stop judging (fail fast) once this much was spent in this process.
+        budget_tokens: stop judging once this many tokens were used in this process.
+    """
+
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    max_concurrency: int = 16
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    request_timeout: float = 60.0
+    max_retries: int = 4
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    deadline: float | None = 180.0
+    breaker_failures: int = 10
+    breaker_cooldown: float = 30.0
+    price_input: float | None = None
+    price_output: float | None = None
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base_url, str) or not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(
+                f"`base_url` must be an http(s) URL such as http://127.0.0.1:8000/v1, got {self.base_url!r}"
+            )
+        positive = {
+            "max_concurrency": self.max_concurrency,
+            "request_timeout": self.request_timeout,
+            "breaker_failures": self.breaker_failures,
+            "backoff_max": self.backoff_max,
+        }
+        optional_positive = {
+            "requests_per_minute": self.requests_per_minute,
+            "tokens_per_minute": self.tokens_per_minute,
+            "deadline": self.deadline,
+            "budget_usd": self.budget_usd,
+            "budget_tokens": self.budget_tokens,
+        }
+        for key, value in {**positive, **{k: v for k, v in optional_positive.items() if v is not None}}.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"`{key}` must be a positive number, got {value!r}")
+        non_negative = {
+            "max_retries": self.max_retries,
+            "backoff_initial": self.backoff_initial,
+            "breaker_cooldown": self.breaker_cooldown,
+            "price_input": self.price_input if self.price_input is not None else 0,
+            "price_output": self.price_output if self.price_output is not None else 0,
+        }
+        for key, value in non_negative.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`{key}` must be a number >= 0, got {value!r}")
+        if not isinstance(self.max_retries, int):
+            raise ValueError(f"`max_retries` must be an integer, got {self.max_retries!r}")
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        prices: Mapping[str, float] | None = None,
+        env_defaults: bool = True,
+        **settings: Any,
+    ) -> EndpointConfig:
+        """A config from grader-entry settings, filling gaps from the environment.
+
+        ``base_url`` defaults to ``$RFT_JUDGE_BASE_URL``, then ``$OPENAI_BASE_URL``, then
+        OpenAI. The key is ``api_key``, else the variable named by ``api_key_env`` (an
+        error when it is unset), else ``$RFT_JUDGE_API_KEY`` / ``$OPENAI_API_KEY``, else
+        none. ``prices`` is ``{"input": usd_per_1m, "output": usd_per_1m}``.
+
+        With ``env_defaults=False`` (a server that is not an LLM endpoint, such as
+        ``rft serve-graders``) neither comes from those variables: ``base_url`` is
+        required and the key is ``api_key`` or ``api_key_env``, else none.
+
+        >>> EndpointConfig.resolve(base_url="http://h:1/v1/", max_retries=2).base_url
+        'http://h:1/v1'
+        """
+        url = base_url
+        if env_defaults and not url:
+            url = next((os.environ[e] for e in BASE_URL_ENVS if os.environ.get(e)), DEFAULT_BASE_URL)
+        key = api_key
+        if key is None and api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"`api_key_env` names the environment variable {api_key_env!r}, which is not set; "
+                    "export it, or give `api_key`, or remove `api_key_env` for a server without keys"
+                )
+        if key is None and env_defaults:
+            key = next((os.environ[e] for e in API_KEY_ENVS if os.environ.get(e)), None)
+        if prices is not None:
+            unknown = [k for k in prices if k not in ("input", "output")]
+            if unknown or not isinstance(prices, Mapping):
+                raise ValueError(
+                    f"`prices` must be {{input: USD per 1M prompt tokens, output: USD per 1M completion tokens}}, "
+                    f"got {dict(prices)!r}"
+                )
+            settings.setdefault("price_input", prices.get("input", 0.0))
+            settings.setdefault("price_output", prices.get("output", 0.0))
+        return cls(base_url=str(url).rstrip("/"), api_key=key, **settings)
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base_url.rstrip('/')}/chat/completions"
+
+    @property
+    def priced(self) -> bool:
+        return self.price_input is not None or self.price_output is not None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """USD for one request, None without prices.
+
+        >>> EndpointConfig("http://h/v1", price_input=1.0, price_output=2.0).cost(1_000_000, 500_000)
+        2.0
+        """
+        if not self.priced:
+            return None
+        return (prompt_tokens * (self.price_input or 0.0) + completion_tokens * (self.price_output or 0.0)) / 1e6
+
+
+# ---------------------------------------------------------------------------
+# usage accounting
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """Counters of one endpoint in this process (or their sum, see :func:`usage_totals`)."""
+
+    requests: int = 0  #: judgments that got an answer
+    attempts: int = 0  #: HTTP attempts made, retries included
+    retries: int = 0  #: attempts after a transient failure
+    failures: int = 0  #: judgments that ended in an error
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    circuit_opens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def add(self, other: Usage) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def to_dict(self) -> dict[str, float]:
+        d: dict[str, float] = dataclasses.asdict(self)
+        d["total_tokens"] = self.total_tokens
+        return d
+
+
+# ---------------------------------------------------------------------------
+# circuit breaker
+# ---------------------------------------------------------------------------
+
+
+class CircuitBreaker:
+    """Closed → open after ``failures`` consecutive failures → half-open after ``cooldown``.
+
+    While open every call fails fast with :class:`CircuitOpenError`. After the
+    cooldown one call (the probe) is let through; its success closes the circuit,
+    its failure opens it for another cooldown. Meant for one event loop, so no locks.
+    (A dozen lines of state did not justify a dependency: the async breakers on PyPI
+    either keep global registries or are unmaintained.)
+
+    >>> b = CircuitBreaker(failures=2, cooldown=60, name="http://h/v1")
+    >>> b.record_failure(); b.record_failure(); b.state
+    'open'
+    """
+
+    def __init__(self, failures: int, cooldown: float, *, name: str = "", clock: Any = time.monotonic):
+        self.failures = failures
+        self.cooldown = cooldown
+        self.name = name
+        self._clock = clock
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._probe_in_flight = False
+        self.opens = 0
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at >= self.cooldown:
+            return "half-open"
+        return "open"
+
+    def before_call(self) -> bool:
+        """Raise :class:`CircuitOpenError` unless a call may go out now.
+
+        Returns True when this call is the half-open probe; a probe that ends without
+        :meth:`record_success` or :meth:`record_failure` (cancelled) must be handed
+        back with :meth:`abandon_probe`.
+        """
+        state = self.state
+        if state == "closed":
+            return False
+        if state == "half-open" and not self._probe_in_flight:
+            self._probe_in_flight = True
+            return True
+        self._refuse()
+        return False  # pragma: no cover - _refuse raises
+
+    def _refuse(self) -> None:
+        opened = self._opened_at if self._opened_at is not None else self._clock()
+        left = max(0.0, self.cooldown - (self._clock() - opened))
+        raise CircuitOpenError(
+            f"circuit open for {self.name}: {self._consecutive} consecutive failures; failing fast for "
+            f"{left:.0f}s more before one probe request (is the server up? check base_url/url)"
+        )
+
+    def check(self) -> None:
+        """Raise :class:`CircuitOpenError` if a call now would be refused (takes no probe)."""
+        if self.state == "open" or (self.state == "half-open" and self._probe_in_flight):
+            self._refuse()
+
+    @property
+    def probe_in_flight(self) -> bool:
+        return self._probe_in_flight
+
+    def abandon_probe(self) -> None:
+        """Let another call be the probe (this one was cancelled before an answer)."""
+        self._probe_in_flight = False
+
+    def record_success(self) -> None:
+        self._consecutive = 0
+        self._opened_at = None
+        self._probe_in_flight = False
+
+    def record_failure(self) -> None:
+        self._consecutive += 1
+        probe_failed = self._probe_in_flight
+        self._probe_in_flight = False
+        if probe_failed or (self._opened_at is None and self._consecutive >= self.failures):
+            if self._opened_at is None:
+                self.opens += 1
+                logger.warning("circuit opened for %s after %d consecutive failures", self.name, self._consecutive)
+            self._opened_at = self._clock()
+
+
+# ---------------------------------------------------------------------------
+# the per-process background loop
+# ---------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid: int | None = None
+_endpoints: dict[tuple[Any, ...], Endpoint] = {}
+
+
+def _client_loop() -> asyncio.AbstractEventLoop:
+    """The process's client loop, started on first use (and again after a fork)."""
+    global _loop, _loop_pid
+    with _lock:
+        if _loop is None or _loop_pid != os.getpid() or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="rft-llm-client", daemon=True)
+            thread.start()
+            _loop, _loop_pid = loop, os.getpid()
+            _endpoints.clear()
+        return _loop
+
+
+async def run_on_client_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """Await ``coro`` on the client loop from any event loop (cancellation propagates)."""
+    loop = _client_loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:  # pragma: no cover - always called from a coroutine
+        running = None
+    if running is loop:
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+
+def get_endpoint(config: EndpointConfig, *, kind: str = "chat") -> Endpoint:
+    """The shared :class:`Endpoint` for ``config`` in this process."""
+    _client_loop()
+    key = (kind, config)
+    with _lock:
+        ep = _endpoints.get(key)
+        if ep is None:
+            ep = _endpoints[key] = Endpoint(config, kind=kind)
+        return ep
+
+
+def usage_totals() -> Usage:
+    """Usage summed over every endpoint used in this process."""
+    total = Usage()
+    with _lock:
+        for ep in _endpoints.values():
+            total.add(ep.usage)
+    return total
+
+
+def close_all(timeout: float = 5.0) -> None:
+    """Close every connection pool and stop the client loop (tests, process exit)."""
+    global _loop
+    with _lock:
+        loop, eps = _loop, list(_endpoints.values())
+        if loop is None or _loop_pid != os.getpid() or loop.is_closed():
+            return
+        _endpoints.clear()
+        _loop = None
+
+    async def _close() -> None:
+        for ep in eps:
+            await ep.aclose()
+
+    try:
+        asyncio.run_coroutine_threadsafe(_close(), loop).result(timeout)
+    except Exception as err:  # noqa: BLE001 - best effort at shutdown, but say so
+        logger.debug("closing judge connections failed: %s", err)
+    loop.call_soon_threadsafe(loop.stop)
+
+
+atexit.register(close_all)
+
+
+# ---------------------------------------------------------------------------
+# one endpoint
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ChatResult:
+    """The reply to one chat request."""
+
+    content: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    attempts: int
+    latency_s: float
+
+
+class Endpoint:
+    """Connection pool, limits, breaker and counters of one :class:`EndpointConfig`.
+
+    Use :func:`get_endpoint`; its coroutines may be awaited from any event loop.
+    """
+
+    def __init__(self, config: EndpointConfig, *, kind: str = "chat"):
+        self.config = config
+        self.kind = kind
+        self.usage = Usage()
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown, name=config.base_url)
+        self._client: Any = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._rpm: Any = None
+        self._tpm: Any = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def _setup(self) -> None:  # on the client loop
+        if self._client is not None:
+            return
+        import httpx
+        from aiolimiter import AsyncLimiter
+
+        c = self.config
+        headers = {"User-Agent": "rftkit-judge"}
+        if c.api_key:
+            headers["Authorization"] = f"Bearer {c.api_key}"
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(c.request_timeout),
+            limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
+            headers=headers,
+        )
+        self._semaphore = asyncio.Semaphore(c.max_concurrency)
+        if c.requests_per_minute:
+            self._rpm = AsyncLimiter(c.requests_per_minute, 60)
+        if c.tokens_per_minute:
+            self._tpm = AsyncLimiter(c.tokens_per_minute, 60)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- public coroutines (any loop) -----------------------------------------
+    async def chat(
+        self, messages: list[dict[str, Any]], model: str, params: Mapping[str, Any] | None = None
+    ) -> ChatResult:
+        """One chat completion, with every protection of this module.
+
+        Raises:
+            GraderInfrastructureError: retries exhausted, circuit open, budget spent.
+            JudgeRequestError: the endpoint rejected the request (not retried).
+            JudgeTimeoutError: the deadline passed while a request was in flight.
+        """
+        payload = {"model": model, "messages": messages, **dict(params or {})}
+        return await run_on_client_loop(self._chat(payload))
+
+    async def _chat(self, payload: dict[str, Any]) -> ChatResult:  # on the client loop, like every counter update
+        max_out = payload.get("max_completion_tokens") or payload.get("max_tokens") or 0
+        estimate = len(json.dumps(payload["messages"], ensure_ascii=False)) // 4 + int(max_out)
+        data, attempts, latency = await self._request(self.config.chat_url, payload, estimate)
+        try:
+            choice = data["choices"][0]
+            content = choice["message"].get("content")
+            finish = choice.get("finish_reason")
+        except (KeyError, IndexError, TypeError, AttributeError) as err:
+            raise GraderInfrastructureError(
+                f"endpoint {self.config.base_url} answered without choices[0].message ({_short(data)}); "
+                "is it an OpenAI-compatible /chat/completions server?"
+            ) from err
+        usage = data.get("usage") or {}
+        p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        cost = self.config.cost(p, c)
+        self.usage.prompt_tokens += p
+        self.usage.completion_tokens += c
+        if cost is not None:
+            self.usage.cost_usd += cost
+        return ChatResult(
+            content=content if isinstance(content, str) else "",
+            finish_reason=finish,
+            prompt_tokens=p,
+            completion_tokens=c,
+            cost_usd=cost,
+            attempts=attempts,
+            latency_s=latency,
+        )
+
+    async def post_json(self, path: str, payload: Mapping[str, Any]) -> tuple[Any, int]:
+        """POST ``payload`` to ``base_url + path`` with retries; returns (JSON, attempts)."""
+        url = f"{self.config.base_url.rstrip('/')}/{path.lstrip('/')}"
+        data, attempts, _ = await run_on_client_loop(self._request(url, payload, 0))
+        return data, attempts
+
+    # -- on the client loop ---------------------------------------------------
+    async def _request(self, url: str, payload: Mapping[str, Any], estimate: int) -> tuple[Any, int, float]:
+        from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+        self._setup()
+        c = self.config
+        started: list[float] = []  # set when the first attempt goes out
+        backoff = wait_random_exponential(multiplier=c.backoff_initial, max=c.backoff_max)
+
+        def wait(rs: Any) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            retry_after = getattr(exc, "retry_after", None)
+            return float(retry_after) if retry_after is not None else backoff(rs)
+
+        def stop(rs: Any) -> bool:
+            if rs.attempt_number > c.max_retries:
+                return True
+            if c.deadline is not None and started:
+                return time.monotonic() - started[0] + (rs.upcoming_sleep or 0.0) >= c.deadline
+            return False
+
+        t0 = time.monotonic()
+        retrying = AsyncRetrying(
+            stop=stop,
+            wait=wait,
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+            before_sleep=lambda rs: logger.debug(
+                "%s: attempt %d failed (%s); retrying in %.2fs",
+                url,
+                rs.attempt_number,
+                rs.outcome.exception(),
+                rs.upcoming_sleep,
+            ),
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        self.usage.retries += 1
+                    data = await self._attempt(url, payload, estimate, started)
+        except _Transient as err:
+            self.usage.failures += 1
+            elapsed = time.monotonic() - t0
+            why = "deadline" if attempts <= c.max_retries else "retries"
+            hint = (
+                f"its deadline of {c.deadline:g}s would pass before another retry"
+                if why == "deadline"
+                else f"max_retries={c.max_retries}"
+            )
+            raise GraderInfrastructureError(
+                f"endpoint {url} failed {attempts} attempt(s) in {elapsed:.1f}s ({hint}); last error: {err}"
+            ) from None
+        except BaseException:
+            self.usage.failures += 1
+            raise
+        self.usage.requests += 1
+        return data, attempts, time.monotonic() - t0
+
+    async def _attempt(self, url: str, payload: Mapping[str, Any], estimate: int, started: list[float]) -> Any:
+        c = self.config
+        self._check_budget()
+        self.breaker.check()  # fail fast without queueing for a slot
+        semaphore: asyncio.Semaphore = self._semaphore  # type: ignore[assignment]  # set by _setup
+        async with semaphore:
+            if self._rpm is not None:
+                await self._rpm.acquire()
+            if self._tpm is not None and estimate:
+                await self._tpm.acquire(min(float(estimate), c.tokens_per_minute or float(estimate)))
+            self._check_budget()
+            probe = self.breaker.before_call()  # again: the circuit may have opened while we queued
+            try:
+                resp = await self._send(url, payload, started)
+                return self._handle(url, resp)
+            finally:
+                if probe and self.breaker.probe_in_flight:
+                    self.breaker.abandon_probe()
+
+    async def _send(self, url: str, payload: Mapping[str, Any], started: list[float]) -> Any:
+        import httpx
+
+        c = self.config
+        if not started:
+            started.append(time.monotonic())
+        remaining = None if c.deadline is None else c.deadline - (time.monotonic() - started[0])
+        if remaining is not None and remaining <= 0:
+            raise JudgeTimeoutError(f"judgment passed its deadline of {c.deadline:g}s before request to {url}")
+        self.usage.attempts += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            coro = self._client.post(url, json=payload)
+            resp = await (asyncio.wait_for(coro, remaining) if remaining is not None else coro)
+        except asyncio.TimeoutError:
+            self._failed()
+            raise JudgeTimeoutError(f"judgment passed its deadline of {c.deadline:g}s waiting for {url}") from None
+        except httpx.TimeoutException as err:
+            self._failed()
+            raise _Transient(f"request timed out after {c.request_timeout:g}s ({type(err).__name__})") from None
+        except httpx.TransportError as err:
+            self._failed()
+            raise _Transient(f"connection error: {type(err).__name__}: {err or 'no details'}") from None
+        finally:
+            self.in_flight -= 1
+        return resp
+
+    def _handle(self, url: str, resp: Any) -> Any:
+        status = resp.status_code
+        if status in TRANSIENT_STATUS or status >= 500:
+            if status >= 500:
+                self._failed()
+            raise _Transient(
+                f"HTTP {status}: {_short(resp.text, 200)}",
+                retry_after=_retry_after(resp.headers, MAX_RETRY_AFTER),
+            )
+        if status >= 400:
+            self.breaker.record_success()  # the server is up; the request is wrong
+            if self.kind == "chat":
+                hint = {
+                    401: "check api_key / api_key_env",
+                    403: "check api_key / api_key_env and the model's access",
+                    404: "check base_url (it usually ends in /v1) and the model name",
+                }.get(status, "check the model name and sampling_params")
+            else:
+                hint = "check `url` and `grader`"
+            raise JudgeRequestError(f"{url} answered HTTP {status}: {_short(resp.text, 300)} ({hint})")
+        self.breaker.record_success()
+        try:
+            return resp.json()
+        except ValueError:
+            raise GraderInfrastructureError(
+                f"{url} answered HTTP {status} with non-JSON: {_short(resp.text, 200)}"
+            ) from None
+
+    def _failed(self) -> None:
+        before = self.breaker.opens
+        self.breaker.record_failure()
+        self.usage.circuit_opens += self.breaker.opens - before
+
+    def _check_budget(self) -> None:
+        c, u = self.config, self.usage
+        if c.budget_usd is not None and u.cost_usd >= c.budget_usd:
+            raise JudgeBudgetError(
+                f"judge budget spent: {u.cost_usd:.4f} USD used of budget_usd={c.budget_usd:g} at {c.base_url} "
+                f"({u.requests} judgments in this process); raise budget_usd or remove it to continue"
+            )
+        if c.budget_tokens is not None and u.total_tokens >= c.budget_tokens:
+            raise JudgeBudgetError(
+                f"judge budget spent: {u.total_tokens} tokens used of budget_tokens={c.budget_tokens} at {c.base_url} "
+                f"({u.requests} judgments in this process); raise budget_tokens or remove it to continue"
+            )
+
+
+def _retry_after(headers: Mapping[str, str], cap: float) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` (OpenAI) or ``Retry-After`` (seconds or a date).
+
+    >>> _retry_after({"retry-after-ms": "250"}, 60)
+    0.25
+    >>> _retry_after({"retry-after": "2"}, 60)
+    2.0
+    """
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return min(max(float(raw_ms) / 1000.0, 0.0), cap)
+        except ValueError:
+            pass  # fall through to Retry-After
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return min(max(float(raw), 0.0), cap)
+    except ValueError:
+        pass  # an HTTP date
+    try:
+        parsed = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return min(max(parsed.timestamp() - time.time(), 0.0), cap)
+
+
+def _short(value: Any, n: int = 120) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -1,0 +1,1 @@
+"""Models: resolution of HF directories, GGUF files, the embedded default and tiny test models."""

@@ -1,0 +1,1 @@
+"""The sandbox: isolated subprocesses for untrusted code."""
