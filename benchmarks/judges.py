@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from graders.judges import parse_score  # noqa: E402
-from rft.core.grading import GraderSet, OutcomeKind, Sample  # noqa: E402
+from rft.core import GraderSet, OutcomeKind, Sample  # noqa: E402
 from rft.judges.client import close_all, get_endpoint  # noqa: E402
 
 PROMPT = "Rate the answer from 0 to 10.\nAnswer: {completion}\nEnd your reply with a line 'Score: <number>'."

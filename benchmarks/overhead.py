@@ -54,10 +54,10 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rft.config.run import DataConfig, LoraSettings, cpu_safe_defaults
-    from rft.core.grading import GraderSet
+    from rft.core import GraderSet
     from rft.data.rows import load_splits, render_prompt
     from rft.models.resolve import ResolvedModel, create_tiny_model, load_model
-    from rft.plugins.manager import get_plugin_manager, get_registry
+    from rft.plugins import get_plugin_manager, get_registry
     from rft.scoring import ScoringOptions, make_executor
     from rft.train.callbacks import (
         CheckpointMarker,

@@ -74,7 +74,7 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from rft.core.grading import GraderSet
+    from rft.core import GraderSet
     from rft.scoring import ScoringOptions
     from rft.scoring.ray import RayExecutor
 

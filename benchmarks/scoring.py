@@ -172,7 +172,7 @@ def main() -> None:
 
     import ray
 
-    from rft.core.grading import GraderSet, Sample
+    from rft.core import GraderSet, Sample
     from rft.scoring import ScoringOptions, make_executor
 
     server_loop, url = _serve()

@@ -52,8 +52,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import rft
+from rft.core import Grade
 from rft.core.errors import ConfigError, GraderFailure, GraderInfrastructureError
-from rft.core.grading import Grade
 from rft.core.parsing import completion_text, extract_code, extract_json
 from rft.sandbox import execute as sandbox
 

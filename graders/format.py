@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 
 import rft
+from rft.core import Grade
 from rft.core.errors import ConfigError
-from rft.core.grading import Grade
 
 __all__ = ["ThinkFormat", "LengthPenalty"]
 

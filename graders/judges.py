@@ -72,8 +72,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import rft
+from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, GraderFailure, JudgeParseError, did_you_mean
-from rft.core.grading import Grade, Sample
 from rft.core.templates import Template, TemplateError
 from rft.judges.client import EndpointConfig, get_endpoint, run_on_client_loop
 

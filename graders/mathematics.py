@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import rft
+from rft.core import Grade
 from rft.core.errors import ConfigError
-from rft.core.grading import Grade
 from rft.core.parsing import completion_text, extract_json, find_numbers
 
 __all__ = ["math_equivalent", "Numeric", "final_number"]

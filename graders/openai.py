@@ -26,9 +26,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rft
+from rft.core import Grade, Outcome, Sample
 from rft.core.errors import ConfigError
 from rft.core.formula import FORMULA_FUNCTIONS, evaluate_formula
-from rft.core.grading import Grade, Outcome, Sample
 
 __all__ = ["Multi", "FORMULA_FUNCTIONS", "evaluate_formula"]
 
@@ -69,8 +69,8 @@ class Multi:
         name: str | None = None,
         plugins: Sequence[str] = (),
     ):
-        from rft.core.grading import build_entry
-        from rft.plugins.manager import get_plugin_manager, get_registry
+        from rft.core import build_entry
+        from rft.plugins import get_plugin_manager, get_registry
 
         if not isinstance(graders, Mapping) or not graders:
             raise ConfigError("multi: `graders` must be a non-empty mapping of name → grader object")

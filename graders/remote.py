@@ -26,8 +26,8 @@ import asyncio
 from collections.abc import Sequence
 
 import rft
+from rft.core import Outcome, Sample
 from rft.core.errors import ConfigError, GraderInfrastructureError
-from rft.core.grading import Outcome, Sample
 from rft.judges.client import EndpointConfig, get_endpoint
 
 __all__ = ["Remote"]

@@ -25,8 +25,8 @@ import threading
 from typing import Any
 
 import rft
+from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, did_you_mean
-from rft.core.grading import Grade, Sample
 from rft.core.templates import InputReference
 
 logger = logging.getLogger(__name__)

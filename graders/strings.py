@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rft
+from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, did_you_mean
-from rft.core.grading import Grade, Sample
 from rft.core.templates import InputReference
 
 __all__ = ["exact_match", "StringCheck", "Regex"]

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import rft
+from rft.core import Grade
 from rft.core.errors import ConfigError
-from rft.core.grading import Grade
 from rft.core.parsing import extract_json, normalize_tool_call
 
 __all__ = ["JsonSchema", "ToolCall", "schema_checks"]

@@ -13,6 +13,7 @@ Importing ``rft`` is light: torch, ray and trl load only when a command needs th
 
 from __future__ import annotations
 
+from rft.core import Grade, Grader, GraderEntry, GraderSet, Outcome, OutcomeKind, Sample, grader
 from rft.core.errors import (
     ConfigError,
     DataError,
@@ -21,7 +22,6 @@ from rft.core.errors import (
     RFTError,
     UnknownGraderError,
 )
-from rft.core.grading import Grade, Grader, GraderEntry, GraderSet, Outcome, OutcomeKind, Sample, grader
 from rft.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"

@@ -23,7 +23,7 @@ import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from rft.core.grading import Grader, Outcome, Sample, as_grader
+from rft.core import Grader, Outcome, Sample, as_grader
 
 __all__ = ["check_grader", "GraderContractError", "as_samples"]
 

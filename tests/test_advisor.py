@@ -11,9 +11,9 @@ from helpers import ADVISOR_GRADERS_PY
 
 from rft.advise import advisor
 from rft.advise.advisor import ProbeOptions, advise, check_verifiability, dataset_stats, decide, pass_at_k
+from rft.core import GraderSet
 from rft.core.errors import ConfigError, PluginError
-from rft.core.grading import GraderSet
-from rft.plugins.manager import get_plugin_manager
+from rft.plugins import get_plugin_manager
 
 # ---------------------------------------------------------------------------
 # fixtures: graders in a plugin file, synthetic datasets with known answers

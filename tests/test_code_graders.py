@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from graders.code import CodeExec, PythonGrader, build_program, split_check
+from rft.core import GraderSet, OutcomeKind, Sample, as_grader
 from rft.core.errors import ConfigError
-from rft.core.grading import GraderSet, OutcomeKind, Sample, as_grader
 from rft.sandbox import execute as sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")

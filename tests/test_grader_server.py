@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fake_openai import FakeOpenAI
 
-from rft.core.grading import GraderSet, OutcomeKind, Sample
+from rft.core import GraderSet, OutcomeKind, Sample
 from rft.judges.client import close_all
 
 PLUGIN = '''

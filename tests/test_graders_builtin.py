@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from rft.core import Grader, Outcome, OutcomeKind, Sample
 from rft.core.errors import ConfigError
-from rft.core.grading import Grader, Outcome, OutcomeKind, Sample
-from rft.plugins.manager import get_plugin_manager, get_registry
+from rft.plugins import get_plugin_manager, get_registry
 
 TOOLS = [
     {

@@ -9,8 +9,8 @@ import pickle
 import pytest
 
 import rft
+from rft.core import GraderEntry, GraderSet, OutcomeKind, Sample, as_grader, coerce_result
 from rft.core.errors import ConfigError
-from rft.core.grading import GraderEntry, GraderSet, OutcomeKind, Sample, as_grader, coerce_result
 
 # -- module-level graders (picklable by reference) ---------------------------
 

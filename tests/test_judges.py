@@ -9,8 +9,8 @@ import pytest
 from fake_openai import FakeOpenAI
 
 from graders.judges import LabelModel, ScoreModel, parse_label, parse_score
+from rft.core import GraderSet, OutcomeKind, Sample
 from rft.core.errors import ConfigError, GraderError, JudgeParseError
-from rft.core.grading import GraderSet, OutcomeKind, Sample
 from rft.judges.client import close_all, get_endpoint
 
 # The fake judge replies with the last [[…]] of the prompt, so each completion below decides

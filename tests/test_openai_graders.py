@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rft.core import GraderSet, OutcomeKind, Sample
 from rft.core.errors import ConfigError
-from rft.core.grading import GraderSet, OutcomeKind, Sample
 from rft.core.templates import Template, TemplateError
 
 ROOT = Path(__file__).resolve().parents[1]

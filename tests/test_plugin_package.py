@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from rft.core import GraderSet, Sample
 from rft.core.errors import PluginError
-from rft.core.grading import GraderSet, Sample
-from rft.plugins.manager import get_plugin_manager, get_registry
+from rft.plugins import get_plugin_manager, get_registry
 from rft.testing import check_grader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,7 +47,7 @@ def test_held_out_sums_never_appear_in_training():
 
 @pytest.fixture(scope="module")
 def digit_credit():
-    from rft.plugins.manager import get_plugin_manager, get_registry
+    from rft.plugins import get_plugin_manager, get_registry
 
     pm = get_plugin_manager(plugins=[str(QUICKSTART / "graders.py")])
     return get_registry(pm).get("digit_credit").obj
@@ -72,7 +72,7 @@ def test_digit_credit(digit_credit, completion, answer, score):
 
 def test_quickstart_config_is_valid_and_scores_references_as_passing():
     from rft.config.run import load_config
-    from rft.core.grading import Sample
+    from rft.core import Sample
     from rft.train.pipeline import make_plan
 
     cfg = load_config(CONFIG)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import rft
+from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import ConfigError, GraderError
-from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.scoring import ScoringOptions, make_executor
 from rft.scoring.base import Job, Ledger
 from rft.scoring.cache import ResultCache, cache_key

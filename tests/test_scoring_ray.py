@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rft.core import GraderSet, Sample
 from rft.core.errors import GraderError
-from rft.core.grading import GraderSet, Sample
 from rft.scoring import ScoringOptions, make_executor
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -8,7 +8,7 @@ import pytest
 
 import rft
 from graders.strings import StringCheck, exact_match
-from rft.core.grading import OutcomeKind, Sample
+from rft.core import OutcomeKind, Sample
 from rft.testing import GraderContractError, as_samples, check_grader
 
 # -- graders that break one rule each (module level, so pickling is not the problem) ----

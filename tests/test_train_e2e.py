@@ -12,8 +12,8 @@ from helpers import read_jsonl, tiny_config, write_config
 from typer.testing import CliRunner
 
 from rft.cli.main import app
+from rft.core import GraderSet, Outcome, OutcomeKind, grader
 from rft.core.errors import GraderError, RFTError
-from rft.core.grading import GraderSet, Outcome, OutcomeKind, grader
 from rft.scoring.base import BatchResult
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

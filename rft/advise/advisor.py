@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rft.core import GraderSet, Outcome, Sample
 from rft.core.errors import ConfigError, PluginError, RFTError
-from rft.core.grading import GraderSet, Outcome, Sample
 from rft.core.parsing import extract_json, parse_tool_calls
 
 logger = logging.getLogger(__name__)
@@ -1349,7 +1349,7 @@ def advise(
         if scorer is not None:
             scorer.close()
     if pm is None:
-        from rft.plugins.manager import get_plugin_manager
+        from rft.plugins import get_plugin_manager
 
         pm = get_plugin_manager()
     signals = collect_signals(pm, rows, stats, verifiability=verif, probe=probe_result)

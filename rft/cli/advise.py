@@ -69,10 +69,10 @@ def advise(
     --probe-model, samples the base model. Prints the decision path with every number used.
     """
     from rft.advise import advisor
+    from rft.core import GraderSet
     from rft.core.errors import RFTError
-    from rft.core.grading import GraderSet
     from rft.data.rows import load_rows
-    from rft.plugins.manager import get_plugin_manager
+    from rft.plugins import get_plugin_manager
 
     plugins = list(plugin or [])
     try:

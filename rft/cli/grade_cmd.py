@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import DataError, RFTError
-from rft.core.grading import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
 
 logger = logging.getLogger(__name__)
 

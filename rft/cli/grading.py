@@ -26,7 +26,7 @@ def graders(
 ) -> None:
     """List every registered grader with its plugin, inputs and one-line doc."""
     from rft.core.errors import RFTError
-    from rft.plugins.manager import get_plugin_manager, get_registry
+    from rft.plugins import get_plugin_manager, get_registry
 
     try:
         registry = get_registry(get_plugin_manager(plugin or []))
@@ -71,7 +71,7 @@ def plugins(
 ) -> None:
     """List plugins (built-in, installed, and given with --plugin) with version and hooks."""
     from rft.core.errors import RFTError
-    from rft.plugins.manager import get_plugin_manager, list_plugins
+    from rft.plugins import get_plugin_manager, list_plugins
 
     try:
         rows = list_plugins(get_plugin_manager(plugin or []))

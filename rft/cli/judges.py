@@ -34,8 +34,8 @@ def serve_graders(
     Training machines call these graders with `name: remote, url: http://HOST:PORT,
     grader: ID`. The server has no authentication: bind it to a private network.
     """
+    from rft.core import GraderSet
     from rft.core.errors import RFTError
-    from rft.core.grading import GraderSet
 
     try:
         grader_set = GraderSet.from_file(graders_file, plugins=list(plugin or []))

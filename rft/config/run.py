@@ -175,7 +175,7 @@ class RunConfig:
     # -- graders --------------------------------------------------------------
     def grader_set(self, *, plugins: Sequence[str] = (), pm: Any = None) -> Any:
         """Build the :class:`rft.GraderSet` of ``graders:`` (errors name this config's keys)."""
-        from rft.core.grading import GraderSet
+        from rft.core import GraderSet
 
         if self.graders is None:
             raise ConfigError(
@@ -327,7 +327,7 @@ def load_config(path: str | Path, *, output_dir: str | Path | None = None, check
     Raises:
         ConfigError: naming the file, line and key path, with the fix.
     """
-    from rft.core.grading import load_yaml_or_json
+    from rft.core import load_yaml_or_json
 
     path = Path(path)
     try:

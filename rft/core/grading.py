@@ -906,7 +906,7 @@ class GraderSet:
         key_prefix: str = "",
     ) -> GraderSet:
         """Build a set from a parsed config (the ``graders:`` mapping of a run config or a file)."""
-        from rft.plugins.manager import get_plugin_manager, get_registry, resolve_plugin_paths
+        from rft.plugins import get_plugin_manager, get_registry, resolve_plugin_paths
 
         if isinstance(cfg, list):
             cfg = {"graders": cfg}

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rft.core.errors import ConfigError, RFTError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from rft.core.grading import Grade, Sample
+    from rft.core import Grade, Sample
 
 __all__ = ["InputReference", "Template", "TemplateError", "render", "render_inputs", "SAMPLE_FIELDS"]
 
@@ -237,7 +237,7 @@ def render_inputs(templates: Sequence[Template], sample: Sample) -> list[str] | 
     >>> render_inputs([Template("{{sample.output_json.x}}")], Sample("no JSON here")).score
     0.0
     """
-    from rft.core.grading import Grade
+    from rft.core import Grade
 
     try:
         return [t.render(sample) for t in templates]

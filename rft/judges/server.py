@@ -27,8 +27,8 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import did_you_mean
-from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 
 logger = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ class RegisteredGrader:
 
     def make(self, params: dict[str, Any] | None = None) -> Any:
         """A :class:`rft.Grader` for this entry, with ``params`` from a grader-set file."""
-        from rft.core.grading import as_grader
+        from rft.core import as_grader
 
         return as_grader(self.obj, name=self.name, plugin=self.plugin, params=params or {})
 

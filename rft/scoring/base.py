@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import GraderError
-from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.scoring.cache import ResultCache, grader_inputs
 from rft.scoring.metrics import batch_metrics
 

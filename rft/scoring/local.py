@@ -31,8 +31,8 @@ import time
 import weakref
 from collections.abc import Sequence
 
+from rft.core import GraderSet, Outcome
 from rft.core.errors import PluginError
-from rft.core.grading import GraderSet, Outcome
 from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
 from rft.scoring.runner import (
     ASYNC_GRACE_S,

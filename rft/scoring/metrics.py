@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from rft.core.grading import GraderSet, Outcome, OutcomeKind
+from rft.core import GraderSet, Outcome, OutcomeKind
 
 __all__ = ["batch_metrics", "percentile"]
 

@@ -32,8 +32,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rft.core import GraderSet, Outcome
 from rft.core.errors import PluginError, RFTError
-from rft.core.grading import GraderSet, Outcome
 from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
 from rft.scoring.runner import (
     ASYNC_GRACE_S,

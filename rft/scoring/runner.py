@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rft.core.grading import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from rft.core.grading import GraderSet, Sample
+from rft.core import GraderSet, Sample
 from rft.data.rows import Example
 
 logger = logging.getLogger(__name__)

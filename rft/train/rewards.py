@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rft.core.grading import GraderSet, Sample
+from rft.core import GraderSet, Sample
 from rft.core.parsing import completion_text
 from rft.data.rows import ROW_INDEX
 
