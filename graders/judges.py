@@ -75,6 +75,7 @@ import rft
 from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, GraderFailure, JudgeParseError, did_you_mean
 from rft.core.templates import Template, TemplateError
+from rft.core.text import shorten
 from rft.judges.client import EndpointConfig, get_endpoint, run_on_client_loop
 
 logger = logging.getLogger(__name__)
@@ -99,11 +100,6 @@ _LABEL_LINE = re.compile(r"\b(?:label|class|category|classification)\b\s*(?:is|=
 
 def _strip(text: str) -> str:
     return _THINK.sub("", text or "").strip()
-
-
-def _short(text: str, n: int = 160) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
@@ -148,14 +144,14 @@ def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
         score = None
     if score is None or math.isnan(score):
         raise JudgeParseError(
-            f"no score in the judge's reply {_short(text)!r}; expected a number from {low:g} to {high:g}, "
+            f"no score in the judge's reply {shorten(text)!r}; expected a number from {low:g} to {high:g}, "
             "e.g. a last line 'Score: <number>' or JSON {\"score\": <number>}"
         )
     if not low <= score <= high:
         raise JudgeParseError(
-            f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {_short(text)!r})"
+            f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {shorten(text)!r})"
         )
-    return score, _short(explanation, 300)
+    return score, shorten(explanation, 300)
 
 
 def _norm(s: str) -> str:
@@ -192,24 +188,24 @@ def parse_label(text: str, labels: Sequence[str]) -> tuple[str, str]:
             if isinstance(obj.get(key), str):
                 got = _norm(obj[key])
                 if got in by_norm:
-                    return by_norm[got], _short(str(obj.get("reason") or obj.get("explanation") or ""), 300)
+                    return by_norm[got], shorten(str(obj.get("reason") or obj.get("explanation") or ""), 300)
                 raise JudgeParseError(f"the judge answered label {obj[key]!r}, which is not one of: {listed}")
     matches = list(_LABEL_LINE.finditer(body))
     if matches:
         got = _norm(matches[-1].group(1))
         if got in by_norm:
-            return by_norm[got], _short(body[: matches[-1].start()].strip(), 300)
+            return by_norm[got], shorten(body[: matches[-1].start()].strip(), 300)
     if _norm(body) in by_norm:
         return by_norm[_norm(body)], ""
     named = [lab for lab in labels if re.search(rf"(?<![\w-]){re.escape(lab)}(?![\w-])", body, re.I)]
     if len(named) == 1:
-        return named[0], _short(body, 300)
+        return named[0], shorten(body, 300)
     if len(named) > 1:
         raise JudgeParseError(
-            f"the judge's reply names several labels ({', '.join(map(repr, named))}): {_short(text)!r}; "
+            f"the judge's reply names several labels ({', '.join(map(repr, named))}): {shorten(text)!r}; "
             f"expected exactly one of: {listed}"
         )
-    raise JudgeParseError(f"no label in the judge's reply {_short(text)!r}; expected one of: {listed}")
+    raise JudgeParseError(f"no label in the judge's reply {shorten(text)!r}; expected one of: {listed}")
 
 
 # ---------------------------------------------------------------------------

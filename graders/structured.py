@@ -16,6 +16,7 @@ import rft
 from rft.core import Grade
 from rft.core.errors import ConfigError
 from rft.core.parsing import extract_json, normalize_tool_call
+from rft.core.text import shorten
 
 __all__ = ["JsonSchema", "ToolCall", "schema_checks"]
 
@@ -351,8 +352,8 @@ class ToolCall:
             elif args_share < 1:
                 missed = [k for k in ref_args if k not in hits]
                 problems.append(
-                    f"call {i}: argument {missed[0]!r} is {_short(args.get(missed[0], '<missing>'))}, "
-                    f"expected {_short(ref_args[missed[0]])}"
+                    f"call {i}: argument {missed[0]!r} is {shorten(args.get(missed[0], '<missing>'))}, "
+                    f"expected {shorten(ref_args[missed[0]])}"
                 )
             comps["name"] += name_ok
             comps["schema"] += schema_ok
@@ -369,7 +370,7 @@ class ToolCall:
 
     def _schema_ok(self, name: str, args: Any, schemas: dict[str, Any] | None) -> tuple[bool, str]:
         if not isinstance(args, Mapping):
-            return False, f"arguments are not a JSON object: {_short(args)}"
+            return False, f"arguments are not a JSON object: {shorten(args)}"
         if schemas is None:
             return True, ""
         if name not in schemas:
@@ -378,11 +379,6 @@ class ToolCall:
         if errors:
             return False, f"arguments invalid at {_where(errors[0])}: {errors[0].message}"
         return True, ""
-
-
-def _short(value: Any, n: int = 50) -> str:
-    r = repr(value)
-    return r if len(r) <= n else r[: n - 1] + "…"
 
 
 @rft.hookimpl

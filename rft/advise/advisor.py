@@ -43,6 +43,7 @@ from typing import Any
 from rft.core import GraderSet, Outcome, Sample
 from rft.core.errors import ConfigError, PluginError, RFTError
 from rft.core.parsing import extract_json, parse_tool_calls
+from rft.core.text import shorten
 
 logger = logging.getLogger(__name__)
 
@@ -534,11 +535,6 @@ def _n_errors(outcomes: Sequence[Mapping[str, Outcome]]) -> int:
     return sum(o.kind.is_error for per in outcomes for o in per.values())
 
 
-def _short(text: str, n: int = 80) -> str:
-    text = text.replace("\n", "\\n")
-    return text if len(text) <= n else f"{text[: n - 1]}… ({len(text)} chars)"
-
-
 # ---------------------------------------------------------------------------
 # verifiability
 # ---------------------------------------------------------------------------
@@ -673,7 +669,7 @@ def check_verifiability(
         best = max(range(len(rewards)), key=lambda i: -math.inf if rewards[i] is None else rewards[i])
         entry = {
             "kind": kind,
-            "output": _short(texts[best]),
+            "output": shorten(texts[best]),
             "mean_reward": _r(mean),
             "relative": _r(rel),
             "threshold": _r(threshold),
@@ -887,7 +883,7 @@ def run_probe(
             measured += 1
             zero_var += (max(vals) - min(vals)) <= 1e-9
     examples = [
-        {"prompt": _short(prompt_text(row), 120), "completion": _short(group[0], 200), "reward": _r(groups[i][0])}
+        {"prompt": shorten(prompt_text(row), 120), "completion": shorten(group[0], 200), "reward": _r(groups[i][0])}
         for i, (row, group) in enumerate(zip(picked, completions))
     ][:3]
     return {

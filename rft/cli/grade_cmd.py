@@ -11,6 +11,7 @@ from typing import Any
 
 from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import DataError, RFTError
+from rft.core.text import percentile
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +77,6 @@ def _sample(row: dict[str, Any], completion: Any, tool_calls: Any = None) -> Sam
     return Sample(completion=completion_text(completion), item=row, prompt=prompt, tool_calls=tool_calls)
 
 
-def _pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
 def summarize(grader_set: GraderSet, outcomes: Sequence[dict[str, Outcome]]) -> list[dict[str, Any]]:
     """Per grader: mean, std, min, max of scores, counts of each kind, latency p50/p95."""
     rows = []
@@ -100,8 +94,8 @@ def summarize(grader_set: GraderSet, outcomes: Sequence[dict[str, Outcome]]) -> 
             "max": max(scores) if scores else None,
             "scored": len(scores),
             "not_applicable": sum(o.kind is OutcomeKind.NOT_APPLICABLE for o in outs),
-            "latency_p50_ms": _pct(lat, 0.5) * 1000 if lat else None,
-            "latency_p95_ms": _pct(lat, 0.95) * 1000 if lat else None,
+            "latency_p50_ms": percentile(lat, 50) * 1000 if lat else None,
+            "latency_p95_ms": percentile(lat, 95) * 1000 if lat else None,
         }
         for k in ERROR_KINDS:
             row[k.value] = sum(o.kind is k for o in outs)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from rft.core.errors import ConfigError, GraderError, GraderFailure, did_you_mean
+from rft.core.text import shorten
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def coerce_result(value: Any, *, grader: str, range: tuple[float, float] | None 
     if not _is_number(value):
         return Outcome.failure(
             OutcomeKind.INVALID_OUTPUT,
-            f"grader {grader!r} returned {type(value).__name__} {_short(value)}; "
+            f"grader {grader!r} returned {type(value).__name__} {shorten(value)}; "
             "expected a number, a bool, None or rft.Grade",
         )
     value = float(value)
@@ -233,11 +234,6 @@ def coerce_result(value: Any, *, grader: str, range: tuple[float, float] | None 
             f"grader {grader!r} returned {value}, outside its declared range [{range[0]}, {range[1]}]",
         )
     return Outcome(OutcomeKind.SCORE, score=value, reason=reason, metrics=metrics)
-
-
-def _short(value: Any, n: int = 80) -> str:
-    r = repr(value)
-    return r if len(r) <= n else r[: n - 1] + "…"
 
 
 # ---------------------------------------------------------------------------

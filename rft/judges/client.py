@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from rft.core.errors import ConfigError, GraderFailure, GraderInfrastructureError, JudgeBudgetError
+from rft.core.text import shorten
 
 logger = logging.getLogger(__name__)
 
@@ -549,7 +550,7 @@ class Endpoint:
             finish = choice.get("finish_reason")
         except (KeyError, IndexError, TypeError, AttributeError) as err:
             raise GraderInfrastructureError(
-                f"endpoint {self.config.base_url} answered without choices[0].message ({_short(data)}); "
+                f"endpoint {self.config.base_url} answered without choices[0].message ({shorten(data)}); "
                 "is it an OpenAI-compatible /chat/completions server?"
             ) from err
         usage = data.get("usage") or {}
@@ -689,7 +690,7 @@ class Endpoint:
             if status >= 500:
                 self._failed()
             raise _Transient(
-                f"HTTP {status}: {_short(resp.text, 200)}",
+                f"HTTP {status}: {shorten(resp.text, 200)}",
                 retry_after=_retry_after(resp.headers, MAX_RETRY_AFTER),
             )
         if status >= 400:
@@ -702,13 +703,13 @@ class Endpoint:
                 }.get(status, "check the model name and sampling_params")
             else:
                 hint = "check `url` and `grader`"
-            raise JudgeRequestError(f"{url} answered HTTP {status}: {_short(resp.text, 300)} ({hint})")
+            raise JudgeRequestError(f"{url} answered HTTP {status}: {shorten(resp.text, 300)} ({hint})")
         self.breaker.record_success()
         try:
             return resp.json()
         except ValueError:
             raise GraderInfrastructureError(
-                f"{url} answered HTTP {status} with non-JSON: {_short(resp.text, 200)}"
+                f"{url} answered HTTP {status} with non-JSON: {shorten(resp.text, 200)}"
             ) from None
 
     def _failed(self) -> None:
@@ -756,9 +757,3 @@ def _retry_after(headers: Mapping[str, str], cap: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return min(max(parsed.timestamp() - time.time(), 0.0), cap)
-
-
-def _short(value: Any, n: int = 120) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import GraderError
+from rft.core.text import shorten
 from rft.scoring.cache import ResultCache, grader_inputs
 from rft.scoring.metrics import batch_metrics
 
@@ -392,7 +393,7 @@ class Executor(abc.ABC):
             kinds = Counter(o.kind.value for _, o in errs)
             kind = kinds.most_common(1)[0][0]
             i, bad = next((i, o) for i, o in errs if o.kind.value == kind)
-            inputs = _short(grader_inputs(entry.grader, samples[i]))
+            inputs = _shorten_json(grader_inputs(entry.grader, samples[i]))
             counts = ", ".join(f"{k} {c}" for k, c in kinds.most_common())
             where = f" at step {step}" if step is not None else ""
             msg = (
@@ -430,14 +431,6 @@ class Executor(abc.ABC):
         self.close()
 
 
-def _short(value: Any, n: int = 500) -> str:
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def make_executor(
     grader_set: GraderSet, kind: str | None = None, options: ScoringOptions | None = None, **kwargs: Any
 ) -> Executor:
@@ -455,3 +448,11 @@ def make_executor(
     from rft.core.errors import ConfigError
 
     raise ConfigError(f"unknown executor {kind!r}; valid: local, ray", key="scoring.executor")
+
+
+def _shorten_json(value: Any, n: int = 500) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return shorten(text, n)

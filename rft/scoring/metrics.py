@@ -21,25 +21,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from rft.core import GraderSet, Outcome, OutcomeKind
+from rft.core.text import percentile
 
-__all__ = ["batch_metrics", "percentile"]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile (``q`` in 0..100); NaN for no values.
-
-    >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
-    2.5
-    >>> percentile([], 95)
-    nan
-    """
-    if not values:
-        return math.nan
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+__all__ = ["batch_metrics"]
 
 
 def _mean_std(xs: Sequence[float]) -> tuple[float, float]:
