@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.rftkit-installed
 TORCH  ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
 PYTEST_ARGS ?=
 
-.PHONY: setup quickstart test clean
+.PHONY: setup quickstart lint test clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,13 @@ setup: $(STAMP)
 quickstart: setup
 	$(VENV)/bin/rft train configs/quickstart.yaml --output-dir runs/quickstart-$$(date +%Y%m%d-%H%M%S)
 
-test: setup
+# lint, format check and types on the package, then the whole suite (the layering test is part of it)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -50,7 +50,7 @@ class ThinkFormat:
         return {"tags": self.tags, "allow_text_outside": self.allow_text_outside, "name": self.name}
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(**state)  # type: ignore[misc, arg-type]
+        self.__init__(**state)  # type: ignore[misc]
 
     def __call__(self, completion: str) -> Grade:
         expected = " then ".join(f"<{t}>…</{t}>" for t in self.tags)

