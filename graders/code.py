@@ -28,7 +28,7 @@ completion instead (slower, nothing shared at all).
 ``python`` is OpenAI's python grader, ``{"type": "python", "source": "def grade(sample,
 item) -> float: …"}``, run in the sandbox, never in the grading process.
 
-The sandbox (:mod:`rft.sandbox.execute`) is the security boundary for the host. The harness is
+The sandbox (:mod:`rft.sandbox`) is the security boundary for the host. The harness is
 not a boundary against the code it grades: a program written to forge the harness's
 report from inside its own process can do so, like in every in-process test runner.
 """
@@ -52,10 +52,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import rft
+import rft.sandbox as sandbox
 from rft.core import Grade
 from rft.core.errors import ConfigError, GraderFailure, GraderInfrastructureError
 from rft.core.parsing import completion_text, extract_code, extract_json
-from rft.sandbox import execute as sandbox
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+import rft.sandbox as sandbox
 from graders.code import CodeExec, PythonGrader, build_program, split_check
 from rft.core import GraderSet, OutcomeKind, Sample, as_grader
 from rft.core.errors import ConfigError
-from rft.sandbox import execute as sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 

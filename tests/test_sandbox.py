@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from rft.sandbox import execute as sandbox
-from rft.sandbox.execute import Limits, SandboxError, SandboxUnavailableError, run, run_python
+import rft.sandbox as sandbox
+from rft.sandbox import Limits, SandboxError, SandboxUnavailableError, run, run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -152,7 +152,7 @@ def test_ten_gigabyte_file_write_is_stopped(backend, monkeypatch):
         made.append(real_mkdtemp(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", spy)
+    monkeypatch.setattr(tempfile, "mkdtemp", spy)
     src = """
 chunk = b"x" * (1024 * 1024)
 with open("big.bin", "wb") as f:
