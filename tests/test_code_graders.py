@@ -3,6 +3,7 @@ scoring engine (local worker processes and Ray) still scoring after hostile prog
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import socket
@@ -13,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from graders.code import CodeExec, PythonGrader, build_program, split_check
+import rft.sandbox as sandbox
+from graders.code import CodeExec
+from graders.code_jobs import build_program, split_check
+from graders.programs import code_harness
+from graders.python_grader import PythonGrader
+from graders.sandboxed import harness_source
 from rft.core import GraderSet, OutcomeKind, Sample, as_grader
 from rft.core.errors import ConfigError
-from rft.sandbox import execute as sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -127,6 +132,113 @@ def test_build_program_keeps_prompt_imports_for_a_full_solution():
     row = {**ADD, "prompt": "import math\n" + ADD["prompt"]}
     mode, job = build_program("def add(a, b):\n    return math.fsum([a, b])\n", row)
     assert mode == "check" and job["code"].startswith("import math\n")
+
+
+# ---------------------------------------------------------------------------
+# the harness program itself, imported and called in this process (harmless input)
+# ---------------------------------------------------------------------------
+
+
+def _harness(mode: str, job: dict) -> list[dict]:
+    """Run one harness mode in-process; the records it emitted, in order."""
+    records: list[dict] = []
+    code_harness.MODES[mode]({"mode": mode, **job}, records.append)
+    return records
+
+
+def test_harness_source_is_the_module_file():
+    # what runs in the sandbox is exactly the module the tests below import
+    assert harness_source() == Path(code_harness.__file__).read_text(encoding="utf-8")
+
+
+def test_harness_asserts_mode_reports_each_test():
+    recs = _harness("asserts", {"code": "def inc(x):\n    return x + 1\n", "tests": INC["tests"], "setup": ""})
+    # the total first, then one verdict per assert; a failing assert does not stop the next
+    assert recs[0] == {"total": 3}
+    assert [r["ok"] for r in recs[1:]] == [True, True, False]
+    assert recs[3]["err"] == "AssertionError" and recs[3]["src"] == "assert inc(10) == 12"
+
+
+def test_harness_asserts_mode_reports_a_broken_solution_once():
+    recs = _harness("asserts", {"code": "def inc(x) return x", "tests": INC["tests"], "setup": ""})
+    # a syntax error stops everything: no verdicts, one error
+    assert recs[0] == {"total": 3} and len(recs) == 2
+    assert recs[1]["error"].endswith("SyntaxError: expected ':'") and 'File "solution.py", line 1' in recs[1]["error"]
+
+
+def test_harness_check_mode_runs_split_asserts():
+    test, srcs = split_check(ADD["test"])
+    job = {"code": ADD["prompt"] + "    return a * b\n", "test": test, "srcs": srcs, "entry_point": "add"}
+    recs = _harness("check", job)
+    # a*b passes only candidate(2, 2) == 4
+    assert recs[0] == {"total": 3}
+    assert [r["ok"] for r in recs[1:]] == [False, False, True]
+    # a missing entry point is an error, not a pass
+    missing = _harness("check", {**job, "entry_point": "sub"})
+    assert missing[-1] == {"error": "NameError: the solution does not define 'sub'"}
+
+
+def test_harness_io_mode_compares_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the case files (.case_in, …) are written to the cwd
+    # a forked case reads and prints through fds 0 and 1, as in the sandbox (pytest's
+    # capture objects would not follow the dup2)
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        monkeypatch.setattr(sys, name, open(fd, mode, closefd=False))
+    job = {"code": "print(int(input()) * 2)", "io": DOUBLE["io"], "compare": "lines", "case_timeout": 5}
+    recs = _harness("io", job)
+    # "x" makes int() raise in the forked case process: that case fails with the exception
+    assert [r.get("ok") for r in recs[1:]] == [True, True, False]
+    assert recs[3]["err"].startswith("ValueError") and recs[3]["src"] == "input 'x'"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("return 0.5", {"value": 0.5}),
+        # not JSON-like: reported by repr and type, for the grader to reject
+        ("return {1, 2}", {"value": "{1, 2}", "type": "set"}),
+    ],
+)
+def test_harness_grade_mode_reports_the_value(body, expected):
+    recs = _harness("grade", {"source": f"def grade(sample, item):\n    {body}\n", "sample": {}, "item": {}})
+    assert recs == [{"started": True}, expected]
+
+
+def test_harness_grade_mode_reports_the_exception():
+    recs = _harness("grade", {"source": "def grade(sample, item):\n    return 1 / 0\n", "sample": {}, "item": {}})
+    assert recs[-1]["error"] == "ZeroDivisionError: division by zero" and "grader.py" in recs[-1]["traceback"]
+
+
+def test_harness_one_shot_main_writes_records_to_the_fd(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    job = {"mode": "asserts", "code": "x = 1", "tests": ["assert x == 1"], "setup": ""}
+    (tmp_path / "job.bin").write_bytes(marshal.dumps(job))
+    r, w = os.pipe()
+    try:
+        code_harness.main(["main.py", str(w)])  # closes w when its writer is dropped
+        lines = os.read(r, 65536).decode().splitlines()
+    finally:
+        os.close(r)
+    assert lines == ["{'total': 1}", "{'t': 0, 'ok': True}", "{'done': True}"]
+
+
+def test_harness_clean_removes_only_what_a_job_added(tmp_path):
+    (tmp_path / "main.py").write_text("kept")
+    (tmp_path / "left.txt").write_text("x")
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    os.chmod(tmp_path / "d", 0o500)  # even a directory the job made read-only goes
+    code_harness.clean(str(tmp_path), {"main.py"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["main.py"]
+
+
+def test_code_under_test_does_not_inherit_the_harness_future_imports(code_exec):
+    # the harness module uses `from __future__ import annotations`; the code it runs must
+    # not: its annotations stay evaluated objects, in-process and in the sandbox
+    code = "def f(x: int) -> int:\n    return x\n"
+    row = {"tests": ["assert f.__annotations__['x'] is int"]}
+    recs = _harness("asserts", {"code": code, "tests": row["tests"], "setup": ""})
+    assert recs[1] == {"t": 0, "ok": True}
+    assert code_exec(code, row).score == 1.0
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ written outside the sandbox, no process left, no connection made, no secret read
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from rft.sandbox import execute as sandbox
-from rft.sandbox.execute import Limits, SandboxError, SandboxUnavailableError, run, run_python
+import rft.sandbox as sandbox
+from rft.sandbox import Limits, SandboxError, SandboxUnavailableError, run, run_python
+from rft.sandbox.programs import unshare_init
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -152,7 +154,7 @@ def test_ten_gigabyte_file_write_is_stopped(backend, monkeypatch):
         made.append(real_mkdtemp(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", spy)
+    monkeypatch.setattr(tempfile, "mkdtemp", spy)
     src = """
 chunk = b"x" * (1024 * 1024)
 with open("big.bin", "wb") as f:
@@ -314,3 +316,56 @@ def test_unknown_backend_and_bad_limits_are_errors():
         run(["true"], backend="docker")
     with pytest.raises(SandboxError, match="wall_s"):
         Limits(wall_s=0)
+
+
+# ---------------------------------------------------------------------------
+# the unshare backend's init program, imported and called in this process
+# ---------------------------------------------------------------------------
+
+
+def test_unshare_init_source_is_the_module_file():
+    # what the unshare backend runs as PID 1 is exactly the module tested below
+    from rft.sandbox import program_source
+
+    assert program_source("rft.sandbox.programs", "unshare_init") == Path(unshare_init.__file__).read_text("utf-8")
+
+
+def test_unshare_init_copies_the_input_files_into_the_working_directory(tmp_path):
+    host = tmp_path / "host"
+    (host / "data").mkdir(parents=True)
+    (host / "main.py").write_bytes(b"print(1)")
+    (host / "data" / "in.txt").write_bytes(b"\x00bytes")
+    inputs = unshare_init.read_inputs(str(host), ["main.py", "data/in.txt"])
+    work = tmp_path / "work"
+    unshare_init.write_inputs(str(work), inputs, None)  # no uid: the files keep ours
+    # same names, same bytes (subdirectories made on the way)
+    assert {str(p.relative_to(work)): p.read_bytes() for p in work.rglob("*") if p.is_file()} == {
+        "main.py": b"print(1)",
+        "data/in.txt": b"\x00bytes",
+    }
+
+
+def test_unshare_init_moves_an_unreachable_interpreter_and_reports_signals():
+    # an interpreter under a directory the sandbox uid cannot enter is bound elsewhere
+    assert unshare_init.relocate(["/root/.pyenv/bin/python", "-c", "x"], "/root/.pyenv") == [
+        f"{unshare_init.REBIND_DIR}/bin/python",
+        "-c",
+        "x",
+    ]
+    # a prefix that only looks alike is left alone
+    assert unshare_init.relocate(["/root/.pyenv2/bin/python"], "/root/.pyenv") == ["/root/.pyenv2/bin/python"]
+    # PID 1 exits with the program's status, or 128 + N for death by signal N (the
+    # sandbox turns that back into -N)
+    assert unshare_init.exit_status(7 << 8) == 7
+    assert unshare_init.exit_status(signal.SIGSEGV) == 128 + signal.SIGSEGV
+
+
+def test_unshare_command_runs_the_init_program_with_its_config():
+    from rft.sandbox.commands import unshare_argv
+
+    cmd = unshare_argv(["/usr/bin/true"], ["main.py"], "/tmp/x", SHORT, 2_000_123, True)
+    source, cfg = cmd[-2], json.loads(cmd[-1])
+    assert cmd[-3] == "-c" and "def main(" in source
+    # the init program gets the files, the uid and the program's environment
+    assert (cfg["files"], cfg["uid"], cfg["argv"]) == (["main.py"], 2_000_123, ["/usr/bin/true"])
+    assert cfg["env"]["HOME"] == unshare_init.WORKDIR and "RFT_TEST_SECRET" not in cfg["env"]

@@ -55,7 +55,7 @@ def _grader_notes() -> dict[str, str]:
     """Extra facts shown next to some graders (e.g. the sandbox's isolation level)."""
     notes: dict[str, str] = {}
     try:
-        from rft.sandbox import execute as sandbox  # noqa: F401  (exists once the sandbox is installed)
+        import rft.sandbox as sandbox
     except ImportError:
         return notes
     level = sandbox.isolation_level()
