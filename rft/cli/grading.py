@@ -53,15 +53,10 @@ def graders(
 
 def _grader_notes() -> dict[str, str]:
     """Extra facts shown next to some graders (e.g. the sandbox's isolation level)."""
-    notes: dict[str, str] = {}
-    try:
-        import rft.sandbox as sandbox
-    except ImportError:
-        return notes
+    import rft.sandbox as sandbox
+
     level = sandbox.isolation_level()
-    for name in ("code_exec", "python"):
-        notes[name] = f"sandbox: {level}"
-    return notes
+    return {name: f"sandbox: {level}" for name in ("code_exec", "python")}
 
 
 @app.command()
