@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 from helpers import ADVISOR_GRADERS_PY
 
-from rft.advise import advisor
-from rft.advise.advisor import ProbeOptions, advise, check_verifiability, dataset_stats, decide, pass_at_k
+from rft.advise import thresholds
+from rft.advise.advisor import advise
+from rft.advise.checks import GameableOutput, Verifiability, check_verifiability
+from rft.advise.probe import ProbeOptions, ProbeResult, pass_at_k, run_probe
+from rft.advise.rules import decide
+from rft.advise.stats import dataset_stats
+from rft.advise.writer import build_config, num_generations, write_config
 from rft.core import GraderSet
 from rft.core.errors import ConfigError, PluginError
+from rft.data import to_example
 from rft.plugins import get_plugin_manager
 
 # ---------------------------------------------------------------------------
@@ -103,11 +109,11 @@ def test_labeled_classification_2000_rows_recommends_sft():
     a = advise(classification_rows(2000))
     # more than SFT_MIN_ROWS labeled rows: the Fireworks tree says SFT, whatever else holds
     assert (a.recommendation, a.branch) == ("sft", "labeled/large")
-    labels = a.stats["labels"]
-    assert labels["is_classification"] and labels["cardinality"] == 3
+    labels = a.stats.labels
+    assert labels.is_classification and labels.cardinality == 3
     # three balanced labels: entropy close to log2(3) = 1.585 bits
-    assert 1.55 < labels["entropy_bits"] <= 1.585
-    assert a.steps[0]["numbers"]["labeled_rows"] == 2000 and a.steps[0]["numbers"]["SFT_MIN_ROWS"] == 1000
+    assert labels.entropy_bits is not None and 1.55 < labels.entropy_bits <= 1.585
+    assert a.steps[0].numbers["labeled_rows"] == 2000 and a.steps[0].numbers["SFT_MIN_ROWS"] == 1000
 
 
 def test_math_200_rows_with_math_grader_recommends_rft(plugin_file):
@@ -115,20 +121,20 @@ def test_math_200_rows_with_math_grader_recommends_rft(plugin_file):
     # 200 labeled rows is inside the 100–1000 band, and every prompt is arithmetic: reasoning helps
     assert a.recommendation == "rft"
     assert a.branch == "labeled/medium/reasoning"
-    assert a.stats["reasoning"]["math_prompt_share"] == 1.0
+    assert a.stats.reasoning.math_prompt_share == 1.0
     v = a.verifiability
     # the grader agrees with every reference and pays nothing for degenerate outputs
-    assert v["verifiable"] and v["reference"]["mean_reward"] == 1.0 and not v["gameable"]
-    assert {d["kind"]: d["mean_reward"] for d in v["degenerate"]}["empty"] == 0.0
+    assert v.verifiable and v.reference is not None and v.reference.mean_reward == 1.0 and not v.gameable
+    assert {d.kind: d.mean_reward for d in v.degenerate}["empty"] == 0.0
 
 
 def test_unlabeled_verifiable_300_rows_recommends_rft(plugin_file):
     a = advise(word_rows(300), grader_set=graders(plugin_file, "word_length"))
     # no reference outputs at all, but the grader checks outputs on its own
     assert (a.recommendation, a.branch) == ("rft", "unlabeled/verifiable")
-    assert a.stats["references"]["share"] == 0.0
-    assert a.verifiability["reference"] is None  # nothing to grade as a reference
-    kinds = [d["kind"] for d in a.verifiability["degenerate"]]
+    assert a.stats.references.share == 0.0
+    assert a.verifiability.reference is None  # nothing to grade as a reference
+    kinds = [d.kind for d in a.verifiability.degenerate]
     assert kinds == ["empty", "prompt_copy", "padding"]  # no constant answer without references
 
 
@@ -142,7 +148,7 @@ def test_unlabeled_verifiable_300_rows_recommends_rft(plugin_file):
 def test_unlabeled_without_grader(n, expected, branch):
     a = advise(word_rows(n))
     assert (a.recommendation, a.branch) == (expected, branch)
-    assert a.steps[0]["numbers"]["JUDGE_MIN_ROWS"] == advisor.JUDGE_MIN_ROWS
+    assert a.steps[0].numbers["JUDGE_MIN_ROWS"] == thresholds.JUDGE_MIN_ROWS
 
 
 # ---------------------------------------------------------------------------
@@ -159,20 +165,20 @@ def test_unlabeled_without_grader(n, expected, branch):
 )
 def test_gameable_grader_is_flagged_with_output_and_score(plugin_file, grader, kind, score):
     v = check_verifiability(math_rows(120), graders(plugin_file, grader))
-    flagged = {g["kind"]: g for g in v["gameable_outputs"]}
-    assert v["gameable"] and not v["verifiable"]
-    assert flagged[kind]["score"] == score
+    flagged = {g.kind: g for g in v.gameable_outputs}
+    assert v.gameable and not v.verifiable
+    assert flagged[kind].score == score
     if kind == "padding":
-        assert flagged[kind]["output"].startswith("Let me think step by step.")
-    assert any(p.startswith(f"gameable: the {kind} output") for p in v["problems"])
+        assert flagged[kind].output.startswith("Let me think step by step.")
+    assert any(p.startswith(f"gameable: the {kind} output") for p in v.problems)
 
 
 def test_gameable_grader_downgrades_rft_to_sft(plugin_file):
     a = advise(math_rows(200), grader_set=graders(plugin_file, "no_banned_words"))
     # the tree says rft, but the grader pays the empty output: train on the labels instead
-    assert [s["rule"] for s in a.steps] == ["labeled/medium/reasoning", "graders/unusable"]
+    assert [s.rule for s in a.steps] == ["labeled/medium/reasoning", "graders/unusable"]
     assert a.recommendation == "sft"
-    assert a.steps[1]["numbers"]["degenerate_score"] == 1.0
+    assert a.steps[1].numbers["degenerate_score"] == 1.0
 
 
 def test_constant_answer_is_not_gameable_when_it_is_the_majority_label(plugin_file):
@@ -180,22 +186,22 @@ def test_constant_answer_is_not_gameable_when_it_is_the_majority_label(plugin_fi
     # which is below its threshold (0.6 + CONSTANT_ANSWER_MARGIN)
     rows = [{"prompt": f"Parity of {i}?", "answer": "1" if i % 5 < 3 else "0"} for i in range(100)]
     v = check_verifiability(rows, graders(plugin_file, "number_match"))
-    const = next(d for d in v["degenerate"] if d["kind"] == "constant")
-    assert const["output"] == "1" and const["mean_reward"] == 0.6 and const["constant_share"] == 0.6
-    assert not const["gameable"] and v["verifiable"]
+    const = next(d for d in v.degenerate if d.kind == "constant")
+    assert const.output == "1" and const.mean_reward == 0.6 and const.constant_share == 0.6
+    assert not const.gameable and v.verifiable
 
 
 def test_grader_that_needs_a_missing_column_is_reported(plugin_file):
     v = check_verifiability(math_rows(10), graders(plugin_file, "word_length"))
-    assert v["columns_ok"] is False and not v["verifiable"]
-    assert "needs column 'length'" in v["columns_error"]
+    assert v.columns_ok is False and not v.verifiable
+    assert "needs column 'length'" in (v.columns_error or "")
 
 
 def test_references_that_fail_the_grader_are_reported(plugin_file):
     rows = [{"prompt": f"What is {i} + 1?", "answer": "unknown"} for i in range(30)]
     v = check_verifiability(rows, graders(plugin_file, "number_match"))
     # the grader wants a number and no reference has one: grader and data disagree
-    assert v["reference"]["mean_reward"] == 0.0 and not v["reference"]["ok"] and not v["verifiable"]
+    assert v.reference is not None and v.reference.mean_reward == 0.0 and not v.reference.ok and not v.verifiable
 
 
 def test_grader_errors_are_reported_not_scored_zero(plugin_file, tmp_path):
@@ -217,9 +223,9 @@ def test_grader_errors_are_reported_not_scored_zero(plugin_file, tmp_path):
     )
     gs = GraderSet.from_config({"graders": [{"name": "picky"}], "plugins": [str(bad)]})
     v = check_verifiability(math_rows(20), gs)
-    empty = next(d for d in v["degenerate"] if d["kind"] == "empty")
-    assert empty["errors"] == 20 and empty["mean_reward"] is None and not empty["gameable"]
-    assert "empty completion" in empty["first_error"]
+    empty = next(d for d in v.degenerate if d.kind == "empty")
+    assert empty.errors == 20 and empty.mean_reward is None and not empty.gameable
+    assert "empty completion" in (empty.first_error or "")
 
 
 # ---------------------------------------------------------------------------
@@ -238,8 +244,10 @@ def test_grader_errors_are_reported_not_scored_zero(plugin_file, tmp_path):
         ({"prompt": "2+2?", "completion": "It is 4.", "answer": "4"}, "It is 4."),  # as training's to_example
     ],
 )
-def test_reference_output(row, expected):
-    assert advisor.reference_output(row) == expected
+def test_the_advisor_counts_the_references_training_reads(row, expected):
+    # one row model: the advisor counts exactly the references the loader gives training
+    assert to_example(row).reference == expected
+    assert dataset_stats([row]).references.rows == (expected is not None)
 
 
 def test_structured_outputs_are_counted():
@@ -250,8 +258,8 @@ def test_structured_outputs_are_counted():
         {"prompt": "a number", "answer": "42"},  # valid JSON, but a scalar is not structured
         {"prompt": "text", "answer": "plain words"},
     ]
-    s = dataset_stats(rows)["structured"]
-    assert (s["tool_call_share"], s["json_share"]) == (0.25, 0.25)
+    s = dataset_stats(rows).structured
+    assert (s.tool_call_share, s.json_share) == (0.25, 0.25)
 
 
 def test_duplicates_exact_and_near():
@@ -263,27 +271,27 @@ def test_duplicates_exact_and_near():
         {"prompt": "What is 7 + 7?", "answer": "14"},  # short templated prompts differing in numbers
         {"prompt": "What is 1 + 5?", "answer": "6"},  # are not near duplicates of each other
     ]
-    d = dataset_stats(rows)["duplicates"]
-    assert d["exact"] == 1 and d["exact_share"] == 0.2
+    d = dataset_stats(rows).duplicates
+    assert d.exact == 1 and d.exact_share == 0.2
     # 4 distinct prompts; the base prompt and its "please" variant are near duplicates
-    assert d["near_checked_rows"] == 4 and d["near_share"] == 0.5
+    assert d.near_checked_rows == 4 and d.near_share == 0.5
 
 
 def test_reasoning_indicators():
     worked = "Step 1: add the tens.\nStep 2: add the ones.\nTherefore the answer is 19."
     rows = [{"prompt": "Tell me a story", "answer": worked} for _ in range(4)] + [{"prompt": "Hi", "answer": "Hello"}]
-    r = dataset_stats(rows)["reasoning"]
-    assert r["step_marker_share"] == 0.8 and r["math_prompt_share"] == 0.0
-    assert r["indicators"] == ["step_markers"] and r["helps"]
+    r = dataset_stats(rows).reasoning
+    assert r.step_marker_share == 0.8 and r.math_prompt_share == 0.0
+    assert r.indicators == ["step_markers"] and r.helps
 
 
 def test_eval_coverage_and_leakage():
     train = [{"prompt": f"Review {i}", "answer": "pos" if i % 2 else "neg"} for i in range(40)]
     ev = [{"prompt": "Review 1", "answer": "pos"}, {"prompt": "New review", "answer": "mixed"}]
-    e = dataset_stats(train, ev)["eval"]
+    e = dataset_stats(train, ev).eval
     # one eval prompt is in train (leakage); one eval label never occurs in train
-    assert e["rows"] == 2 and e["prompt_overlap_share"] == 0.5
-    assert e["label_coverage"] == 0.5 and e["labels_missing_from_train"] == ["mixed"]
+    assert e is not None and e.rows == 2 and e.prompt_overlap_share == 0.5
+    assert e.label_coverage == 0.5 and e.labels_missing_from_train == ["mixed"]
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +313,7 @@ def test_fireworks_tree_on_labeled_data(n, math_prompts, expected, branch):
         rows = math_rows(n)
     else:
         rows = [{"prompt": f"Translate sentence number {i} into French.", "answer": f"Phrase {i}"} for i in range(n)]
-    steps = decide(dataset_stats(rows), {"verifiable": False, "configured": False})
+    steps = decide(dataset_stats(rows), Verifiability(verifiable=False, configured=False))
     assert (steps[-1].recommendation, steps[-1].rule) == (expected, branch)
 
 
@@ -320,14 +328,10 @@ def test_fireworks_tree_on_labeled_data(n, math_prompts, expected, branch):
 )
 def test_probe_refines_the_tree(pass_at_1, expected, rule):
     stats = dataset_stats(math_rows(200))
-    probe = {
-        "pass_at_1": pass_at_1,
-        "pass_at_k": min(1.0, pass_at_1 * 4),
-        "zero_variance_share": 0.5,
-        "rows": 16,
-        "samples_per_row": 4,
-    }
-    steps = decide(stats, {"verifiable": True, "configured": True}, probe)
+    probe = ProbeResult(
+        pass_at_1=pass_at_1, pass_at_k=min(1.0, pass_at_1 * 4), zero_variance_share=0.5, rows=16, samples_per_row=4
+    )
+    steps = decide(stats, Verifiability(verifiable=True, configured=True), probe)
     assert steps[0].rule == "labeled/medium/reasoning"
     assert (steps[-1].recommendation, steps[-1].rule) == (expected, rule)
     assert steps[-1].numbers["pass_at_1"] == pass_at_1 and steps[-1].numbers["PROBE_LOW_PASS"] == 0.05
@@ -335,8 +339,8 @@ def test_probe_refines_the_tree(pass_at_1, expected, rule):
 
 def test_low_pass_on_unlabeled_data_means_collect_demonstrations():
     stats = dataset_stats(word_rows(300))
-    probe = {"pass_at_1": 0.0, "pass_at_k": 0.0, "zero_variance_share": 1.0, "rows": 8, "samples_per_row": 4}
-    steps = decide(stats, {"verifiable": True, "configured": True}, probe)
+    probe = ProbeResult(pass_at_1=0.0, pass_at_k=0.0, zero_variance_share=1.0, rows=8, samples_per_row=4)
+    steps = decide(stats, Verifiability(verifiable=True, configured=True), probe)
     assert [s.rule for s in steps] == ["unlabeled/verifiable", "probe/low_pass"]
     assert steps[-1].recommendation == "collect_labels"
 
@@ -373,7 +377,7 @@ def test_probe_zero_signal_on_a_random_model(plugin_file, tiny):
     path, model, tok = tiny
     seen = []
     opts = ProbeOptions(model=str(path), rows=4, samples=3, max_new_tokens=6)
-    p = advisor.run_probe(
+    p = run_probe(
         math_rows(20),
         graders(plugin_file, "number_match"),
         opts,
@@ -382,19 +386,20 @@ def test_probe_zero_signal_on_a_random_model(plugin_file, tiny):
         progress=lambda done, total: seen.append((done, total)),
     )
     # a random tiny model never writes the sum: every group scores 0 on every sample
-    assert (p["rows"], p["samples_per_row"]) == (4, 3)
-    assert p["pass_at_1"] == 0.0 and p["pass_at_k"] == 0.0 and p["mean_reward"] == 0.0
-    assert p["zero_variance_share"] == 1.0
+    assert (p.rows, p.samples_per_row) == (4, 3)
+    assert p.pass_at_1 == 0.0 and p.pass_at_k == 0.0 and p.mean_reward == 0.0
+    assert p.zero_variance_share == 1.0
     assert seen[0] == (0, 12) and seen[-1] == (12, 12)  # progress counts completions
 
 
 def test_probe_measures_variance_when_the_reward_varies(plugin_file, tiny):
     path, model, tok = tiny
     opts = ProbeOptions(model=str(path), rows=4, samples=4, max_new_tokens=6, pass_score=1.0)
-    p = advisor.run_probe(math_rows(20), graders(plugin_file, "length_parity"), opts, model=model, tokenizer=tok)
+    p = run_probe(math_rows(20), graders(plugin_file, "length_parity"), opts, model=model, tokenizer=tok)
     # completions of random length: even/odd lengths mix inside groups
-    assert p["zero_variance_share"] < 1.0 and 0.0 < p["pass_at_1"] < 1.0
-    assert p["pass_at_k"] >= p["pass_at_1"]
+    assert p.zero_variance_share is not None and p.pass_at_1 is not None and p.pass_at_k is not None
+    assert p.zero_variance_share < 1.0 and 0.0 < p.pass_at_1 < 1.0
+    assert p.pass_at_k >= p.pass_at_1
 
 
 def test_advise_with_zero_signal_probe_recommends_sft_then_rft(plugin_file, tiny):
@@ -439,9 +444,9 @@ def test_signals_hook_contributes_and_votes(tmp_path):
     pm = get_plugin_manager([str(plugin)])
     rows = [{"prompt": f"a secret {i}", "answer": f"x{i}"} for i in range(1200)]
     a = advise(rows, pm=pm)
-    by_name = {s["name"]: s for s in a.signals}
-    assert by_name["secret_share"]["value"] == 1.0 and by_name["secret_share"]["plugin"] == str(plugin.resolve())
-    assert by_name["probe_ran"]["value"] is False
+    by_name = {s.name: s for s in a.signals}
+    assert by_name["secret_share"].value == 1.0 and by_name["secret_share"].plugin == str(plugin.resolve())
+    assert by_name["probe_ran"].value is False
     # the tree says sft (1200 labeled rows); the plugin's unanimous vote decides last
     assert a.branch == "labeled/large > signals/vote" and a.recommendation == "collect_labels"
     assert any(r.startswith("signal ") and "secret_share" in r for r in a.reasons)
@@ -497,7 +502,7 @@ def test_build_config_follows_the_recommendation(tmp_path, plugin_file, make_row
         gfile.write_text(f"plugins: [{plugin_file}]\ngraders:\n  - name: {grader}\n")
     a, gs = _advice(make_rows(), plugin_file, grader, graders=str(gfile) if gfile else None)
     out = tmp_path / "configs" / "run.yaml"
-    cfg = advisor.build_config(a, out, grader_set=gs)
+    cfg = build_config(a, out, grader_set=gs)
     assert list(cfg["stages"]) == stages
     if grader:
         assert cfg["graders"] == "../graders.yaml"  # relative to the config's folder
@@ -508,7 +513,7 @@ def test_build_config_follows_the_recommendation(tmp_path, plugin_file, make_row
 
 def test_config_without_graders_uses_exact_match_on_answer(tmp_path):
     a, _ = _advice(math_rows(50))  # labeled/small → rft, no --graders, rows have `answer`
-    cfg = advisor.build_config(a, tmp_path / "run.yaml")
+    cfg = build_config(a, tmp_path / "run.yaml")
     assert a.recommendation == "rft" and cfg["graders"] == [{"name": "exact_match", "weight": 1.0}]
 
 
@@ -516,7 +521,7 @@ def test_no_config_for_collect_labels(tmp_path):
     a, _ = _advice(word_rows(20))
     assert a.recommendation == "collect_labels"
     with pytest.raises(ConfigError, match="collect reference outputs"):
-        advisor.write_config(a, tmp_path / "run.yaml")
+        write_config(a, tmp_path / "run.yaml")
     assert not (tmp_path / "run.yaml").exists()
 
 
@@ -530,17 +535,17 @@ def test_no_config_for_collect_labels(tmp_path):
     ],
 )
 def test_group_size_from_the_probe(pass_at_1, groups):
-    assert advisor._num_generations(None if pass_at_1 is None else {"pass_at_1": pass_at_1}) == groups
+    assert num_generations(None if pass_at_1 is None else ProbeResult(pass_at_1=pass_at_1)) == groups
 
 
 def test_probe_is_ignored_when_the_grader_is_gameable():
     stats = dataset_stats(math_rows(200))
-    probe = {"pass_at_1": 0.97, "pass_at_k": 1.0, "zero_variance_share": 0.9, "rows": 16, "samples_per_row": 4}
-    verif = {
-        "verifiable": False,
-        "configured": True,
-        "gameable_outputs": [{"kind": "empty", "output": "", "score": 1.0, "relative": 1.0}],
-    }
+    probe = ProbeResult(pass_at_1=0.97, pass_at_k=1.0, zero_variance_share=0.9, rows=16, samples_per_row=4)
+    verif = Verifiability(
+        verifiable=False,
+        configured=True,
+        gameable_outputs=[GameableOutput(kind="empty", output="", score=1.0, relative=1.0)],
+    )
     steps = decide(stats, verif, probe)
     # a gameable grader passes everything, so "the base model already passes 97 %" means nothing
     assert [s.rule for s in steps] == ["labeled/medium/reasoning", "graders/unusable"]

@@ -9,7 +9,7 @@ import pytest
 
 from rft.config.run import DataConfig
 from rft.core.errors import DataError
-from rft.data.rows import (
+from rft.data import (
     ROW_INDEX,
     LoadReport,
     grpo_dataset,
@@ -76,6 +76,65 @@ def test_rows_normalise_to_prompt_and_reference(row, prompt, reference):
     assert ex.row == row  # the original columns stay the graders' inputs
 
 
+@pytest.mark.parametrize(
+    "row, prompt, reference, source",
+    [
+        # every accepted shape, with where its reference comes from
+        ({"prompt": "2+2?", "completion": "4"}, "2+2?", "4", "completion"),
+        ({"prompt": "2+2?", "label": "4"}, "2+2?", "4", "label"),  # the issue's {prompt, label} rows
+        ({"question": "2+2?", "answer": 4}, "2+2?", "4", "answer"),  # numbers become text
+        ({"instruction": "Add.", "input": "", "output": "4"}, "Add.", "4", "output"),  # Alpaca
+        ({"prompt": "2+2?", "answer": ""}, "2+2?", None, None),  # a blank reference is no reference
+        ({"prompt": "2+2?"}, "2+2?", None, None),
+        # an empty trailing assistant turn is not a reference; the field beside `messages` is
+        (
+            {"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": ""}], "label": "4"},
+            "2+2?",
+            "4",
+            "label",
+        ),
+        # TRL's conversational prompt/completion rows
+        (
+            {"prompt": [{"role": "user", "content": "2+2?"}], "completion": [{"role": "assistant", "content": "4"}]},
+            "2+2?",
+            "4",
+            "completion",
+        ),
+    ],
+)
+def test_every_row_shape_has_one_prompt_and_reference(row, prompt, reference, source):
+    ex = to_example(row)
+    assert ex.prompt == [{"role": "user", "content": prompt}]
+    assert (ex.reference, ex.reference_source) == (reference, source)
+    assert ex.row == row  # extra columns stay the graders' inputs
+
+
+def test_config_fields_override_the_ordered_lists():
+    row = {"prompt": "p", "question": "q", "answer": "a", "gold": "g"}
+    assert to_example(row).prompt[0]["content"] == "p" and to_example(row).reference == "a"
+    ex = to_example(row, prompt_field="question", answer_field="gold")
+    assert ex.prompt[0]["content"] == "q" and ex.reference == "g"
+    with pytest.raises(ValueError, match="row has no 'missing' \\(data.prompt_field"):
+        to_example(row, prompt_field="missing")
+    with pytest.raises(ValueError, match="row has no 'missing' \\(data.answer_field"):
+        to_example(row, answer_field="missing")
+
+
+def test_openai_tools_are_kept_and_passed_to_the_chat_template():
+    tools = [{"type": "function", "function": {"name": "w", "parameters": {"type": "object"}}}]
+    row = {
+        "messages": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "ok"}],
+        "tools": tools,
+    }
+    ex = to_example(row)
+    assert ex.tools == tools and ex.row["tools"] == tools  # a grader input too
+    assert to_example({"prompt": "x", "tools": json.dumps(tools)}).tools == tools  # CSV/Parquet JSON text
+    with pytest.raises(ValueError, match="`tools` must be a list"):
+        to_example({"prompt": "x", "tools": {"name": "w"}})
+    sft = sft_dataset([ex, to_example({"prompt": "hi", "answer": "yo"})], _ChatTok())
+    assert json.loads(sft[0]["tools"]) == tools and sft[1]["tools"] is None  # TRL's SFTTrainer reads this column
+
+
 def test_system_prompt_is_prepended_once():
     ex = to_example({"prompt": "hi"}, system_prompt="Be brief.")
     assert ex.prompt[0] == {"role": "system", "content": "Be brief."}
@@ -92,7 +151,8 @@ def test_system_prompt_is_prepended_once():
         ('["a", "b"]', "expected a JSON object"),  # valid JSON, not an object
         ('{"messages": [{"role": "robot", "content": "x"}]}', "role 'robot'"),  # unknown role
         ('{"messages": []}', "non-empty list"),  # no turns at all
-        ('{"question": "2+2?"}', "has no 'prompt'"),  # neither messages nor the prompt field
+        ('{"text": "2+2?"}', "row has no prompt (columns: text)"),  # neither messages nor a prompt field
+        ('{"prompt": "", "answer": "4"}', "'prompt' must be a non-empty string"),
         ('{"messages": [{"role": "assistant", "content": "x"}]}', "no prompt turn"),  # only an answer
     ],
 )
@@ -106,7 +166,7 @@ def test_bad_row_names_file_and_line(tmp_path, bad_line, fragment):
 
 
 def test_skip_mode_skips_and_counts(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [CHAT, "{oops", {"question": "x"}, CHAT])
+    path = write_jsonl(tmp_path / "d.jsonl", [CHAT, "{oops", {"text": "x"}, CHAT])
     report = LoadReport(str(path))
     examples = load_examples(path, on_bad_row="skip", report=report)
     # two good rows kept; lines 2 (bad JSON) and 3 (no prompt) skipped and counted

@@ -117,3 +117,20 @@ def test_bad_input_exits_2_with_a_clear_message(rows, tmp_path, graders_yaml, co
     result = grade("--data", str(data), "--graders", str(graders), *args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"question": "1+1?", "answer": "2", "guess": "2"},
+        {"messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}], "guess": "2"},
+    ],
+)
+def test_graders_get_the_prompt_training_gives_them(row):
+    from rft.cli.grade_cmd import load_samples
+    from rft.data import to_example
+
+    [(idx, sample)] = load_samples([row], completions=None, field="guess", data_file="d.jsonl")
+    # the one row model: the same chat-message prompt as in training and evaluation
+    assert idx == 0 and sample.prompt == [{"role": "user", "content": "1+1?"}]
+    assert sample.prompt == to_example(row).prompt and "guess" not in sample.item

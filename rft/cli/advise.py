@@ -1,18 +1,26 @@
 """``rft advise``: SFT, RFT or SFT then RFT — with the numbers behind it and a config to start from.
 
 Registered on :data:`rft.cli.main.app` by one import line in ``rft/cli/main.py``. The work is done
-by :mod:`rft.advise.advisor`; this module only loads inputs, shows progress and prints.
+by :mod:`rft.advise` (stages run by :func:`rft.advise.advisor.advise`); this module only loads
+inputs (through the row model, as ``rft train`` does), shows progress and prints.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rft.cli.app import PluginOpt, app, console, fail
+
+if TYPE_CHECKING:
+    from rft.advise.advisor import Advice
+    from rft.advise.probe import ProbeOptions
+    from rft.core import GraderSet
+    from rft.data import Example
 
 __all__ = ["advise", "render"]
 
@@ -68,16 +76,18 @@ def advise(
     graders (do references score high, do degenerate outputs score low?) and, with
     --probe-model, samples the base model. Prints the decision path with every number used.
     """
-    from rft.advise import advisor
+    from rft.advise.advisor import advise as run_advisor
+    from rft.advise.probe import ProbeOptions
+    from rft.advise.writer import write_config as write_run_config
     from rft.core import GraderSet
     from rft.core.errors import RFTError
-    from rft.data.rows import load_rows
+    from rft.data import load_examples
     from rft.plugins import get_plugin_manager
 
     plugins = list(plugin or [])
     try:
-        rows = load_rows(data)
-        eval_rows = load_rows(eval_file) if eval_file is not None else None
+        rows = load_examples(data)
+        eval_rows = load_examples(eval_file) if eval_file is not None else None
         grader_set = GraderSet.from_file(graders_file, plugins=plugins) if graders_file is not None else None
         if probe_model is not None and grader_set is None:
             fail("--probe-model grades the base model's samples: pass --graders too")
@@ -85,7 +95,7 @@ def advise(
         pm = get_plugin_manager(pm_plugins)
         probe = None
         if probe_model is not None:
-            probe = advisor.ProbeOptions(
+            probe = ProbeOptions(
                 model=probe_model,
                 rows=probe_rows,
                 samples=probe_samples,
@@ -100,9 +110,9 @@ def advise(
             "probe_model": probe_model,
         }
         if probe is None:
-            result = advisor.advise(rows, grader_set=grader_set, eval_rows=eval_rows, pm=pm, inputs=inputs)
+            result = run_advisor(rows, grader_set=grader_set, eval_rows=eval_rows, pm=pm, inputs=inputs)
         else:
-            result = _advise_with_progress(advisor, rows, grader_set, eval_rows, probe, pm, inputs)
+            result = _advise_with_progress(rows, grader_set, eval_rows, probe, pm, inputs)
     except RFTError as err:
         fail(str(err))
         return
@@ -110,7 +120,7 @@ def advise(
     config_note: dict[str, Any] | None = None
     if write_config is not None:
         try:
-            written = advisor.write_config(result, write_config, grader_set=grader_set, model=config_model)
+            written = write_run_config(result, write_config, grader_set=grader_set, model=config_model)
             config_note = {"path": str(written), "error": None}
         except RFTError as err:
             config_note = {"path": None, "error": str(err)}
@@ -136,7 +146,14 @@ def advise(
         fail(config_note["error"], code=1)
 
 
-def _advise_with_progress(advisor: Any, rows, grader_set, eval_rows, probe, pm, inputs):
+def _advise_with_progress(
+    rows: Sequence[Example],
+    grader_set: GraderSet | None,
+    eval_rows: Sequence[Example] | None,
+    probe: ProbeOptions,
+    pm: Any,
+    inputs: dict[str, Any],
+) -> Advice:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -154,7 +171,9 @@ def _advise_with_progress(advisor: Any, rows, grader_set, eval_rows, probe, pm, 
         def progress(done: int, total: int) -> None:
             bar.update(task, description=f"probe: sampling {probe.model}", completed=done, total=total)
 
-        return advisor.advise(
+        from rft.advise.advisor import advise as run_advisor
+
+        return run_advisor(
             rows, grader_set=grader_set, eval_rows=eval_rows, probe=probe, pm=pm, progress=progress, inputs=inputs
         )
 

@@ -1,4 +1,8 @@
-"""``rft grade``: score saved completions with a grader set, without training."""
+"""``rft grade``: score saved completions with a grader set, without training.
+
+Rows are read by the one row model (:func:`rft.data.to_example`): graders get the row's
+columns as inputs and its prompt as chat messages, exactly as in training and evaluation.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import DataError, RFTError
 from rft.core.text import percentile
+from rft.data import to_example
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +33,7 @@ def load_samples(
     if (completions is None) == (field is None):
         raise RFTError("give exactly one of --completions FILE or --field COLUMN")
     out: list[tuple[int, Sample]] = []
-    if field is not None:
+    if completions is None and field is not None:
         for i, row in enumerate(rows):
             if field not in row:
                 raise DataError(
@@ -37,6 +42,7 @@ def load_samples(
             item = {k: v for k, v in row.items() if k != field}
             out.append((i, _sample(item, row[field])))
         return out
+    assert completions is not None  # exactly one of the two was given (checked above)
     if not completions.exists():
         raise DataError("file not found", file=str(completions))
     with completions.open(encoding="utf-8") as f:
@@ -66,15 +72,20 @@ def load_samples(
     return out
 
 
+def _prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The row's prompt as the row model reads it; None for a row without one (graders
+    that need the prompt then report it missing)."""
+    try:
+        return to_example(row).prompt
+    except ValueError as err:
+        logger.debug("row without a usable prompt: %s", err)
+        return None
+
+
 def _sample(row: dict[str, Any], completion: Any, tool_calls: Any = None) -> Sample:
     from rft.core.parsing import completion_text
 
-    prompt = None
-    if isinstance(row.get("messages"), list):
-        prompt = [m for m in row["messages"] if m.get("role") != "assistant"]
-    elif isinstance(row.get("prompt"), (str, list)):
-        prompt = row["prompt"]
-    return Sample(completion=completion_text(completion), item=row, prompt=prompt, tool_calls=tool_calls)
+    return Sample(completion=completion_text(completion), item=row, prompt=_prompt(row), tool_calls=tool_calls)
 
 
 def summarize(grader_set: GraderSet, outcomes: Sequence[dict[str, Outcome]]) -> list[dict[str, Any]]:
@@ -121,7 +132,7 @@ def run_grade(
     from rich.progress import Progress
     from rich.table import Table
 
-    from rft.data.rows import load_rows
+    from rft.data import load_rows
     from rft.scoring import ScoringOptions, make_executor
 
     con = Console()

@@ -1,159 +1,111 @@
-"""Datasets: JSONL (OpenAI/Fireworks chat or prompt/answer), CSV, Parquet, HF datasets on disk.
+"""The one row model: how every accepted row shape becomes a prompt, a reference and grader inputs.
 
-Rows come back as plain dicts. A malformed row is a :class:`rft.DataError` naming the
-file and line, unless ``on_bad_row="skip"``, which skips and counts it.
+Data loading, the SFT and GRPO datasets, held-out evaluation, ``rft grade`` and ``rft advise``
+all read rows through :func:`to_example`, so they agree on what a row's prompt and reference
+are. Accepted shapes:
+
+* chat: ``messages`` (system/user/assistant/tool turns). A trailing assistant turn is the
+  reference (tool calls become ``<tool_call>`` text); without one, the first of
+  :data:`REFERENCE_FIELDS` beside ``messages`` is (OpenAI/Fireworks RFT rows).
+* a prompt field — the first of :data:`PROMPT_FIELDS` present (``prompt``, ``question``, …),
+  a string (one user turn) or a list of chat messages — with the first of
+  :data:`REFERENCE_FIELDS` present as the reference (``completion``, ``answer``, ``output``,
+  ``label``): prompt/completion, prompt/answer, prompt/label, question/answer.
+* any extra columns, and OpenAI ``tools``: kept in :attr:`Example.row` as the graders'
+  inputs; ``tools`` is also passed to the chat template (:attr:`Example.tools`).
+
+A run config's ``data.prompt_field`` / ``data.answer_field`` replace the ordered lists with
+one field each. Files are read by :mod:`rft.data.readers`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rft.core.errors import DataError
 from rft.core.parsing import decode_arguments
+from rft.data.readers import LoadReport, load_located_rows, validate_row
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "PROMPT_FIELDS",
+    "REFERENCE_FIELDS",
     "ROW_INDEX",
+    "TOOLS_FIELD",
     "DataSplits",
     "Example",
-    "LoadReport",
+    "RowFields",
+    "common_columns",
+    "examples_from_rows",
     "grpo_dataset",
-    "iter_jsonl",
-    "iter_jsonl_lines",
     "load_examples",
-    "load_located_rows",
-    "load_rows",
     "load_splits",
+    "prompt_for_generation",
     "render_prompt",
     "sft_dataset",
     "to_example",
-    "validate_row",
 ]
 
-
-@dataclass
-class LoadReport:
-    """What loading found: rows kept, and the lines skipped with why."""
-
-    path: str
-    rows: int = 0
-    skipped: list[tuple[int, str]] = field(default_factory=list)
-
-
-def iter_jsonl(
-    path: str | Path, *, on_bad_row: str = "error", report: LoadReport | None = None
-) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; blank lines are ignored, a bad line names file:line."""
-    for _, row in iter_jsonl_lines(path, on_bad_row=on_bad_row, report=report):
-        yield row
+#: Row fields that hold the prompt, in order of preference (when a row has no ``messages``).
+PROMPT_FIELDS = ("prompt", "question", "instruction", "problem", "query", "input")
+#: Row fields that hold the reference output, in order of preference (after a trailing
+#: assistant turn). ``completion`` comes before ``answer``: an answer may be a short grader label.
+REFERENCE_FIELDS = ("completion", "answer", "output", "label")
+#: The row field holding OpenAI function-tool definitions.
+TOOLS_FIELD = "tools"
+#: Where a reference taken from the trailing assistant turn came from (:attr:`Example.reference_source`).
+ASSISTANT = "assistant"
+#: The default of a run config's ``data.prompt_field``: it means "the ordered list".
+_DEFAULT_PROMPT_FIELD = "prompt"
 
 
-def iter_jsonl_lines(
-    path: str | Path, *, on_bad_row: str = "error", report: LoadReport | None = None
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(line number, row)`` pairs of a JSONL file (see :func:`iter_jsonl`)."""
-    path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
-                validate_row(row)
-            except ValueError as err:
-                if on_bad_row == "skip":
-                    if report is not None:
-                        report.skipped.append((lineno, str(err)))
-                    logger.warning("%s:%d: skipped: %s", path, lineno, err)
-                    continue
-                raise DataError(
-                    f"{err} (set data.on_bad_row: skip to skip such rows)", file=str(path), line=lineno
-                ) from None
-            yield lineno, row
+@dataclass(frozen=True)
+class RowFields:
+    """How rows are read: the format and the fields a run config may override.
 
-
-def validate_row(row: dict[str, Any]) -> None:
-    """Check the shape of a chat row: ``messages`` is a list of ``{role, content}``."""
-    if "messages" in row:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs:
-            raise ValueError("`messages` must be a non-empty list")
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or "role" not in m:
-                raise ValueError(f"messages[{i}] must be an object with a `role`")
-            if m["role"] not in ("system", "user", "assistant", "tool", "developer"):
-                raise ValueError(
-                    f"messages[{i}].role {m['role']!r} is not one of system, user, assistant, tool, developer"
-                )
-            if "content" not in m and "tool_calls" not in m:
-                raise ValueError(f"messages[{i}] has neither `content` nor `tool_calls`")
-
-
-def load_rows(path: str | Path, *, on_bad_row: str = "error", report: LoadReport | None = None) -> list[dict[str, Any]]:
-    """Load every row of a dataset file or a saved HF dataset directory.
-
-    Args:
-        path: ``*.jsonl``/``*.json`` (JSON lines), ``*.csv``, ``*.parquet``, or a directory
-            written by ``datasets.Dataset.save_to_disk``.
-        on_bad_row: ``"error"`` (default) or ``"skip"`` (skipped lines are counted in ``report``).
+    Attributes:
+        fmt: ``auto`` (chat when a row has ``messages``), ``chat`` or ``prompt_answer``.
+        prompt_field: the one field holding the prompt; None tries :data:`PROMPT_FIELDS` in order.
+        answer_field: the one field holding the reference; None tries :data:`REFERENCE_FIELDS`.
+        system_prompt: prepended as a system turn to prompts that have none.
     """
-    return [row for _, row in load_located_rows(path, on_bad_row=on_bad_row, report=report)]
 
+    fmt: str = "auto"
+    prompt_field: str | None = None
+    answer_field: str | None = None
+    system_prompt: str | None = None
 
-def load_located_rows(
-    path: str | Path, *, on_bad_row: str = "error", report: LoadReport | None = None
-) -> list[tuple[int, dict[str, Any]]]:
-    """Like :func:`load_rows`, with each row's line: the JSONL/CSV line number, or the
-    1-based row number for Parquet and HF datasets (what error messages show after ``file:``)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", file=str(path))
-    report = report if report is not None else LoadReport(str(path))
-    rows: list[tuple[int, dict[str, Any]]]
-    if path.is_dir():
-        try:
-            import datasets
+    @classmethod
+    def from_config(cls, data: Any) -> RowFields:
+        """The fields of a run config's ``data:`` section (:class:`rft.config.run.DataConfig`).
 
-            ds = datasets.load_from_disk(str(path))
-        except Exception as err:
-            raise DataError(f"not a saved HF dataset: {err}", file=str(path)) from err
-        if isinstance(ds, datasets.DatasetDict):
-            split = "train" if "train" in ds else next(iter(ds))
-            ds = ds[split]
-        rows = [(i, dict(r)) for i, r in enumerate(ds, 1)]
-    elif path.suffix in (".jsonl", ".json", ".ndjson"):
-        rows = list(iter_jsonl_lines(path, on_bad_row=on_bad_row, report=report))
-    elif path.suffix == ".csv":
-        import csv
+        ``prompt_field: prompt`` is the default and the first of :data:`PROMPT_FIELDS`, so it
+        means the ordered list; any other value is the one prompt field.
+        """
+        prompt_field = getattr(data, "prompt_field", None)
+        return cls(
+            fmt=getattr(data, "format", "auto") or "auto",
+            prompt_field=None if prompt_field in (None, _DEFAULT_PROMPT_FIELD) else prompt_field,
+            answer_field=getattr(data, "answer_field", None),
+            system_prompt=getattr(data, "system_prompt", None),
+        )
 
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = []
-            for r in reader:
-                rows.append((reader.line_num, dict(r)))
-    elif path.suffix in (".parquet", ".pq"):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as err:
-            raise DataError("reading Parquet needs pyarrow (pip install pyarrow)", file=str(path)) from err
-        rows = list(enumerate(pq.read_table(path).to_pylist(), 1))
-    else:
-        raise DataError("unknown format; use .jsonl, .csv, .parquet or a saved HF dataset directory", file=str(path))
-    report.rows = len(rows)
-    return rows
+    @property
+    def prompt_fields(self) -> tuple[str, ...]:
+        """The fields tried for the prompt, in order."""
+        return (self.prompt_field,) if self.prompt_field else PROMPT_FIELDS
 
-
-# ---------------------------------------------------------------------------
-# examples: rows in the one shape training and evaluation use
-# ---------------------------------------------------------------------------
+    @property
+    def reference_fields(self) -> tuple[str, ...]:
+        """The fields tried for the reference, in order."""
+        return (self.answer_field,) if self.answer_field else REFERENCE_FIELDS
 
 
 @dataclass
@@ -163,16 +115,26 @@ class Example:
     Attributes:
         prompt: the prompt as chat messages (``{"role", "content"}``; a text prompt becomes
             one user message).
-        reference: the reference output for SFT (a trailing assistant turn, or the
-            ``completion``/``answer`` field), None when the row has none.
+        reference: the reference output for SFT (a trailing assistant turn, or the first
+            reference field), None when the row has none.
         row: the original row; its columns are the graders' inputs.
         source: ``file:line`` of the row, for messages.
+        reference_source: ``"assistant"`` or the field the reference came from; None without one.
+        tools: the row's OpenAI ``tools`` (function definitions), passed to the chat template.
     """
 
     prompt: list[dict[str, Any]]
     reference: str | None
     row: dict[str, Any]
     source: str = ""
+    reference_source: str | None = None
+    tools: list[Any] | None = None
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt as plain text: its last user message (else its last message)."""
+        users = [m for m in self.prompt if m["role"] == "user"]
+        return str((users or self.prompt)[-1]["content"])
 
 
 @dataclass
@@ -186,23 +148,32 @@ class DataSplits:
     @property
     def columns(self) -> set[str]:
         """Columns present in every training and held-out row (what graders may ask for)."""
-        rows = [e.row for e in self.train + self.eval]
-        if not rows:
-            return set()
-        cols = set(rows[0])
-        for r in rows[1:]:
-            cols &= set(r)
-        return cols
+        return common_columns(e.row for e in self.train + self.eval)
 
     @property
     def skipped(self) -> int:
+        """Rows skipped while loading (``data.on_bad_row: skip``)."""
         return sum(len(r.skipped) for r in self.reports)
 
 
-def _message_text(msg: dict[str, Any]) -> str:
+def common_columns(rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Columns present in every row (empty for no rows)."""
+    cols: set[str] | None = None
+    for r in rows:
+        cols = set(r) if cols is None else cols & set(r)
+    return cols or set()
+
+
+# ---------------------------------------------------------------------------
+# one row → prompt, reference, grader inputs
+# ---------------------------------------------------------------------------
+
+
+def _message_text(msg: Mapping[str, Any]) -> str:
+    """The text of a message; an assistant turn of tool calls becomes ``<tool_call>`` text."""
     content = msg.get("content")
     if isinstance(content, list):  # OpenAI content parts
-        content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        content = "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
     if content is None and msg.get("tool_calls"):
         calls = []
         for call in msg["tool_calls"]:
@@ -217,108 +188,190 @@ def _clean_messages(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": m["role"], "content": _message_text(m)} for m in msgs]
 
 
-def _reference_field(row: dict[str, Any], answer_field: str | None) -> str | None:
-    """The SFT reference from a field: ``answer_field``, else ``completion``, else ``answer``."""
-    for f in [answer_field] if answer_field else ["completion", "answer"]:
-        if f in row and row[f] is not None:
-            value = row[f]
-            if isinstance(value, str):
-                return value
-            if isinstance(value, list) and value:
-                return _message_text(value[-1])
-            return str(value)
-    return None
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def _reference_value(value: Any) -> str | None:
+    """A reference field's value as text; None for a missing or blank one.
+
+    A string stays as is, chat messages give the last one's text, other JSON values
+    their JSON text, numbers their ``str``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if _is_messages(value):
+        text = _message_text(value[-1])
+        return text if text.strip() else None
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False) if value else None
+    return str(value)
+
+
+def _field_reference(row: Mapping[str, Any], fields: RowFields) -> tuple[str | None, str | None]:
+    """The first reference field with a value, and its name."""
+    for name in fields.reference_fields:
+        ref = _reference_value(row.get(name))
+        if ref is not None:
+            return ref, name
+    return None, None
+
+
+def _tools(row: Mapping[str, Any]) -> list[Any] | None:
+    value = row.get(TOOLS_FIELD)
+    if isinstance(value, str) and value.strip():  # CSV / Parquet: the JSON text
+        try:
+            value = json.loads(value)
+        except ValueError as err:
+            raise ValueError(f"`{TOOLS_FIELD}` is not valid JSON: {err}") from None
+    if value is None or value == "":
+        return None
+    if not isinstance(value, list):
+        raise ValueError(f"`{TOOLS_FIELD}` must be a list of OpenAI tool definitions, got {type(value).__name__}")
+    return value or None
+
+
+def _prompt_messages(row: Mapping[str, Any], fields: RowFields) -> list[dict[str, Any]]:
+    """The prompt of a row without ``messages``: the first prompt field present."""
+    for name in fields.prompt_fields:
+        if name not in row or row[name] is None:
+            continue
+        prompt = row[name]
+        if isinstance(prompt, list):
+            validate_row({"messages": prompt})
+            return _clean_messages(prompt)
+        if isinstance(prompt, str) and prompt.strip():
+            return [{"role": "user", "content": prompt}]
+        raise ValueError(f"{name!r} must be a non-empty string or a list of chat messages, got {prompt!r}")
+    cols = ", ".join(sorted(row)) or "none"
+    if fields.prompt_field:
+        raise ValueError(f"row has no {fields.prompt_field!r} (data.prompt_field; columns: {cols})")
+    raise ValueError(
+        f"row has no prompt (columns: {cols}); give `messages` or one of {', '.join(PROMPT_FIELDS)}, "
+        "or set data.prompt_field"
+    )
 
 
 def to_example(
     row: dict[str, Any],
     *,
     fmt: str = "auto",
-    prompt_field: str = "prompt",
+    prompt_field: str | None = None,
     answer_field: str | None = None,
     system_prompt: str | None = None,
     source: str = "",
+    fields: RowFields | None = None,
 ) -> Example:
     """Normalise one row (raises ``ValueError`` saying what is wrong with it).
 
+    Args:
+        row: the row as read.
+        fmt, prompt_field, answer_field, system_prompt: see :class:`RowFields` (ignored
+            when ``fields`` is given).
+        source: ``file:line`` of the row.
+        fields: how rows are read.
+
     >>> to_example({"prompt": "2+2?", "answer": "4"}).reference
     '4'
+    >>> to_example({"question": "2+2?", "label": 4}).reference_source
+    'label'
     >>> ex = to_example({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]})
     >>> ex.prompt, ex.reference
     ([{'role': 'user', 'content': 'hi'}], 'hello')
     >>> to_example({"messages": [{"role": "user", "content": "2+2?"}], "answer": "4"}).reference
     '4'
     """
-    if fmt == "auto":
-        fmt = "chat" if "messages" in row else "prompt_answer"
-    if fmt == "chat":
+    if fields is None:
+        fields = RowFields(fmt=fmt, prompt_field=prompt_field, answer_field=answer_field, system_prompt=system_prompt)
+    kind = fields.fmt
+    if kind == "auto":
+        kind = "chat" if "messages" in row else "prompt_answer"
+    reference: str | None = None
+    ref_source: str | None = None
+    if kind == "chat":
         if "messages" not in row:
             raise ValueError("row has no `messages` (data.format is chat)")
         validate_row(row)
         msgs = _clean_messages(row["messages"])
-        reference = None
-        if msgs[-1]["role"] == "assistant":
-            reference = msgs[-1]["content"]
+        if msgs[-1]["role"] == ASSISTANT:
+            text = msgs[-1]["content"]
+            if text.strip():
+                reference, ref_source = text, ASSISTANT
             msgs = msgs[:-1]
         if not msgs:
             raise ValueError("`messages` has no prompt turn before the assistant's answer")
         if reference is None:  # OpenAI/Fireworks RFT rows: the reference sits in a field beside `messages`
-            reference = _reference_field(row, answer_field)
+            reference, ref_source = _field_reference(row, fields)
     else:
-        if prompt_field not in row:
-            cols = ", ".join(sorted(row)) or "none"
-            raise ValueError(
-                f"row has no {prompt_field!r} (columns: {cols}); set data.prompt_field or use chat rows with `messages`"
-            )
-        prompt = row[prompt_field]
-        if isinstance(prompt, list):
-            validate_row({"messages": prompt})
-            msgs = _clean_messages(prompt)
-        elif isinstance(prompt, str) and prompt.strip():
-            msgs = [{"role": "user", "content": prompt}]
-        else:
-            raise ValueError(f"{prompt_field!r} must be a non-empty string or a list of chat messages, got {prompt!r}")
-        reference = _reference_field(row, answer_field)
-        if answer_field and answer_field not in row:
-            raise ValueError(f"row has no {answer_field!r} (data.answer_field)")
-    if system_prompt and msgs[0]["role"] != "system":
-        msgs = [{"role": "system", "content": system_prompt}, *msgs]
-    return Example(prompt=msgs, reference=reference, row=dict(row), source=source)
+        msgs = _prompt_messages(row, fields)
+        if fields.answer_field and fields.answer_field not in row:
+            raise ValueError(f"row has no {fields.answer_field!r} (data.answer_field)")
+        reference, ref_source = _field_reference(row, fields)
+    if fields.system_prompt and msgs[0]["role"] != "system":
+        msgs = [{"role": "system", "content": fields.system_prompt}, *msgs]
+    return Example(
+        prompt=msgs, reference=reference, row=dict(row), source=source, reference_source=ref_source, tools=_tools(row)
+    )
+
+
+def examples_from_rows(
+    rows: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    path: str,
+    fields: RowFields | None = None,
+    on_bad_row: str = "error",
+    report: LoadReport | None = None,
+) -> list[Example]:
+    """Normalise located rows (``(line, row)`` pairs) read from ``path``.
+
+    Raises:
+        DataError: a row is not usable (naming ``path:line``), unless ``on_bad_row="skip"``.
+    """
+    fields = fields or RowFields()
+    out = []
+    for line, row in rows:
+        try:
+            out.append(to_example(row, fields=fields, source=f"{path}:{line}"))
+        except ValueError as err:
+            if on_bad_row == "skip":
+                if report is not None:
+                    report.skipped.append((line, str(err)))
+                logger.warning("%s:%d: skipped: %s", path, line, err)
+                continue
+            raise DataError(f"{err} (set data.on_bad_row: skip to skip such rows)", file=path, line=line) from None
+    if report is not None:
+        report.rows = len(out)
+    return out
 
 
 def load_examples(
     path: str | Path,
     *,
     fmt: str = "auto",
-    prompt_field: str = "prompt",
+    prompt_field: str | None = None,
     answer_field: str | None = None,
     system_prompt: str | None = None,
     on_bad_row: str = "error",
     report: LoadReport | None = None,
+    fields: RowFields | None = None,
 ) -> list[Example]:
-    """Load and normalise every row of a dataset; a bad row names ``file:line``."""
+    """Load and normalise every row of a dataset; a bad row names ``file:line``.
+
+    Args:
+        path: a file :func:`rft.data.readers.load_rows` reads.
+        fmt, prompt_field, answer_field, system_prompt: see :class:`RowFields` (ignored
+            when ``fields`` is given).
+        on_bad_row: ``"error"`` or ``"skip"``.
+        report: filled with the rows kept and skipped.
+        fields: how rows are read.
+    """
+    if fields is None:
+        fields = RowFields(fmt=fmt, prompt_field=prompt_field, answer_field=answer_field, system_prompt=system_prompt)
     report = report if report is not None else LoadReport(str(path))
-    out = []
-    for line, row in load_located_rows(path, on_bad_row=on_bad_row, report=report):
-        try:
-            out.append(
-                to_example(
-                    row,
-                    fmt=fmt,
-                    prompt_field=prompt_field,
-                    answer_field=answer_field,
-                    system_prompt=system_prompt,
-                    source=f"{path}:{line}",
-                )
-            )
-        except ValueError as err:
-            if on_bad_row == "skip":
-                report.skipped.append((line, str(err)))
-                logger.warning("%s:%d: skipped: %s", path, line, err)
-                continue
-            raise DataError(f"{err} (set data.on_bad_row: skip to skip such rows)", file=str(path), line=line) from None
-    report.rows = len(out)
-    return out
+    located = load_located_rows(path, on_bad_row=on_bad_row, report=report)
+    return examples_from_rows(located, path=str(path), fields=fields, on_bad_row=on_bad_row, report=report)
 
 
 def load_splits(data: Any, *, seed: int = 0) -> DataSplits:
@@ -327,18 +380,13 @@ def load_splits(data: Any, *, seed: int = 0) -> DataSplits:
     Without ``data.eval``, ``data.eval_size`` rows (a fraction below 1, else a count) are
     carved out of the training rows with a seeded shuffle, so the split is the same on
     every run with the same seed.
-    """
-    import random
 
-    kw = {
-        "fmt": data.format,
-        "prompt_field": data.prompt_field,
-        "answer_field": data.answer_field,
-        "system_prompt": data.system_prompt,
-        "on_bad_row": data.on_bad_row,
-    }
+    Raises:
+        DataError: no usable rows, a bad row, or an eval size that leaves no training rows.
+    """
+    fields = RowFields.from_config(data)
     train_report = LoadReport(str(data.train))
-    train = load_examples(data.train, report=train_report, **kw)
+    train = load_examples(data.train, report=train_report, fields=fields, on_bad_row=data.on_bad_row)
     reports = [train_report]
     if data.max_rows is not None:
         train = train[: data.max_rows]
@@ -346,7 +394,7 @@ def load_splits(data: Any, *, seed: int = 0) -> DataSplits:
         raise DataError("no usable training rows", file=str(data.train))
     if data.eval is not None:
         eval_report = LoadReport(str(data.eval))
-        held = load_examples(data.eval, report=eval_report, **kw)
+        held = load_examples(data.eval, report=eval_report, fields=fields, on_bad_row=data.on_bad_row)
         reports.append(eval_report)
     else:
         size = data.eval_size
@@ -365,38 +413,64 @@ def load_splits(data: Any, *, seed: int = 0) -> DataSplits:
 
 
 # ---------------------------------------------------------------------------
-# TRL datasets
+# prompts for a tokenizer, and TRL datasets
 # ---------------------------------------------------------------------------
 
 ROW_INDEX = "_rft_row"
 
 
 def render_prompt(prompt: list[dict[str, Any]], tokenizer: Any = None) -> str | list[dict[str, Any]]:
-    """The prompt as TRL wants it: chat messages when the tokenizer has a chat template,
-    else plain text (the turns' contents, one per line)."""
+    """The prompt as TRL wants it.
+
+    Chat messages when the tokenizer has a chat template, else plain text (the turns'
+    contents, one per line).
+    """
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
         return prompt
     return "\n".join(m["content"] for m in prompt)
 
 
+def prompt_for_generation(
+    example_prompt: list[dict[str, Any]], tokenizer: Any, tools: Sequence[Any] | None = None
+) -> str:
+    """The text a model generates from: the chat template with the generation prompt (and
+    the row's tools) when the tokenizer has one, else :func:`render_prompt`'s plain text."""
+    rendered = render_prompt(example_prompt, tokenizer)
+    if isinstance(rendered, list):
+        kwargs: dict[str, Any] = {"tools": list(tools)} if tools else {}
+        rendered = tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True, **kwargs)
+    return str(rendered)
+
+
 def sft_dataset(examples: list[Example], tokenizer: Any = None) -> Any:
-    """A ``datasets.Dataset`` of prompt/completion pairs for ``trl.SFTTrainer`` (loss on the
-    completion only), from the examples that have a reference output."""
+    """A ``datasets.Dataset`` of prompt/completion pairs for ``trl.SFTTrainer``.
+
+    Loss is on the completion only; only examples with a reference output are used. With a
+    chat template, rows with OpenAI ``tools`` carry them (as JSON text) in a ``tools`` column.
+
+    Raises:
+        DataError: no example has a reference.
+    """
     import datasets
 
     chat = tokenizer is not None and getattr(tokenizer, "chat_template", None)
+    with_tools = bool(chat) and any(e.tools for e in examples if e.reference is not None)
     rows = []
     for e in examples:
         if e.reference is None:
             continue
+        r: dict[str, Any]
         if chat:
-            rows.append({"prompt": e.prompt, "completion": [{"role": "assistant", "content": e.reference}]})
+            r = {"prompt": e.prompt, "completion": [{"role": "assistant", "content": e.reference}]}
         else:
-            rows.append({"prompt": render_prompt(e.prompt), "completion": e.reference})
+            r = {"prompt": render_prompt(e.prompt), "completion": e.reference}
+        if with_tools:
+            r[TOOLS_FIELD] = json.dumps(e.tools) if e.tools else None
+        rows.append(r)
     if not rows:
         raise DataError(
-            "the sft stage needs rows with a reference output (a final assistant turn, or a `completion`/`answer` "
-            "field); none has one. Remove stages.sft or add references"
+            "the sft stage needs rows with a reference output (a final assistant turn, or one of the fields "
+            f"{', '.join(REFERENCE_FIELDS)}); none has one. Remove stages.sft or add references"
         )
     return datasets.Dataset.from_list(rows)
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rft.core import GraderSet, Sample
-from rft.data.rows import Example
+from rft.data import Example, prompt_for_generation
 
 logger = logging.getLogger(__name__)
 
@@ -27,22 +27,21 @@ def generate(
     seed: int = 0,
     progress: bool = True,
     desc: str = "generate",
+    tools: Sequence[list[Any] | None] | None = None,
 ) -> list[str]:
-    """Complete chat prompts in batches (left padding); greedy unless ``do_sample``."""
+    """Complete chat prompts in batches (left padding); greedy unless ``do_sample``.
+
+    Prompts are rendered as training renders them (:func:`rft.data.prompt_for_generation`);
+    ``tools`` holds each prompt's OpenAI tools (or None), passed to the chat template.
+    """
     import torch
     from tqdm.auto import tqdm
     from transformers import set_seed
 
-    from rft.data.rows import render_prompt
-
     set_seed(seed)
     tokenizer.padding_side = "left"
-    texts = []
-    for p in prompts:
-        rendered = render_prompt(p, tokenizer)
-        if isinstance(rendered, list):
-            rendered = tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
-        texts.append(rendered)
+    per_prompt_tools = list(tools) if tools is not None else [None] * len(prompts)
+    texts = [prompt_for_generation(p, tokenizer, t) for p, t in zip(prompts, per_prompt_tools, strict=True)]
     gen_kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "do_sample": do_sample,
@@ -139,6 +138,7 @@ def evaluate(
         seed=seed,
         progress=progress,
         desc=desc,
+        tools=[e.tools for e in examples],
     )
     samples = [Sample(completion=c, item=e.row, prompt=e.prompt) for c, e in zip(completions, examples, strict=True)]
     result = executor.score(samples)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rft.data.rows import Example, grpo_dataset
+from rft.data import Example, grpo_dataset
 from rft.train.rewards import RewardBridge
 
 logger = logging.getLogger(__name__)
@@ -36,9 +36,10 @@ def build_grpo_trainer(
 
     dataset = grpo_dataset(list(examples), tokenizer)
     args = GRPOConfig(**{**trl_args, "reward_weights": bridge.reward_weights})
+    reward_funcs: list[Any] = list(bridge.reward_funcs())  # callables TRL names by ``__name__``
     return GRPOTrainer(
         model=model,
-        reward_funcs=bridge.reward_funcs(),
+        reward_funcs=reward_funcs,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,

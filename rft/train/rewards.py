@@ -28,7 +28,7 @@ from typing import Any
 
 from rft.core import GraderSet, Sample
 from rft.core.parsing import completion_text
-from rft.data.rows import ROW_INDEX
+from rft.data import ROW_INDEX
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rft.data.rows import Example, sft_dataset
+from rft.data import Example, sft_dataset
 
 logger = logging.getLogger(__name__)
 
