@@ -345,7 +345,7 @@ def tiny_model(tmp_path_factory):
 
 
 def test_local_judge_scores_by_candidate_probabilities(tiny_model):
-    import graders.judges as judges
+    import graders.judge_local as judge_local
 
     score = ScoreModel(input=INPUT, model=tiny_model, backend="transformers", range=[0, 10], batch_size=64)
     label = LabelModel(
@@ -364,6 +364,6 @@ def test_local_judge_scores_by_candidate_probabilities(tiny_model):
     assert alone == pytest.approx([o.score for o in score_outs[:3]], abs=1e-4)
     # one model in the process, shared by both judges, fed in batches: one pass per judgment would be
     # 6 (score) + 3 (alone) + 6 (label) = 15 passes; batched, 6 score judgments × 11 candidates need 2
-    model = judges._local_model(tiny_model, None, 64)
-    assert len([k for k in judges._models if k[0] == model.path]) == 1
+    model = judge_local.local_model(tiny_model, None, 64)
+    assert len([k for k in judge_local._models if k[0] == model.path]) == 1
     assert model.forward_passes < 15
