@@ -54,7 +54,14 @@ from typing import Any, TypeVar
 from rft.core.errors import GraderFailure, GraderInfrastructureError, JudgeBudgetError
 from rft.core.text import shorten
 from rft.judges.breaker import CircuitBreaker, CircuitOpenError
-from rft.judges.settings import API_KEY_ENVS, BASE_URL_ENVS, DEFAULT_BASE_URL, EndpointConfig, Usage
+from rft.judges.settings import (
+    API_KEY_ENVS,
+    BASE_URL_ENVS,
+    DEFAULT_BASE_URL,
+    GRADER_TOKEN_ENV,
+    EndpointConfig,
+    Usage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ __all__ = [
     "API_KEY_ENVS",
     "BASE_URL_ENVS",
     "DEFAULT_BASE_URL",
+    "GRADER_TOKEN_ENV",
     "ChatResult",
     "CircuitBreaker",
     "CircuitOpenError",
@@ -426,7 +434,10 @@ class Endpoint:
                     404: "check base_url (it usually ends in /v1) and the model name",
                 }.get(status, "check the model name and sampling_params")
             else:
-                hint = "check `url` and `grader`"
+                hint = {
+                    401: f"check `token` (or ${GRADER_TOKEN_ENV}): it must be the grader server's token",
+                    413: "lower the grader's `batch_size`, or raise the server's --max-samples / --max-body-bytes",
+                }.get(status, "check `url` and `grader`")
             raise JudgeRequestError(f"{url} answered HTTP {status}: {shorten(resp.text, 300)} ({hint})")
         self.breaker.record_success()
         try:

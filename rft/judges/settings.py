@@ -21,13 +21,16 @@ from typing import Any
 
 from rft.core.errors import ConfigError
 
-__all__ = ["API_KEY_ENVS", "BASE_URL_ENVS", "DEFAULT_BASE_URL", "EndpointConfig", "Usage"]
+__all__ = ["API_KEY_ENVS", "BASE_URL_ENVS", "DEFAULT_BASE_URL", "GRADER_TOKEN_ENV", "EndpointConfig", "Usage"]
 
 #: Environment variables read, in order, when an entry sets no ``base_url``.
 BASE_URL_ENVS = ("RFT_JUDGE_BASE_URL", "OPENAI_BASE_URL")
 #: Environment variables read, in order, when an entry sets neither ``api_key`` nor ``api_key_env``.
 API_KEY_ENVS = ("RFT_JUDGE_API_KEY", "OPENAI_API_KEY")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: Environment variable holding the bearer token of ``rft serve-graders``, read by the server
+#: and by the ``remote`` grader (when its entry gives no ``token``).
+GRADER_TOKEN_ENV = "RFT_GRADER_TOKEN"
 
 
 # ---------------------------------------------------------------------------
