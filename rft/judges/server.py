@@ -145,6 +145,16 @@ def _parse(raw: bytes, max_samples: int) -> tuple[list[str] | None, list[Sample]
     return req.graders, [to_sample(s) for s in req.samples]
 
 
+def _version() -> str:
+    """rftkit's version, as installed (``rft`` itself is a higher layer than this module)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rftkit")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _graders_listing(grader_set: GraderSet) -> list[dict[str, Any]]:
     rows = []
     for e in grader_set:
@@ -175,8 +185,7 @@ def create_app(grader_set: GraderSet, options: ServerOptions | None = None) -> F
     >>> sorted(r.path for r in app.routes if r.path.startswith(("/v1", "/health")))
     ['/health', '/v1/grade', '/v1/graders']
     """
-    from rft import __version__
-
+    version = _version()
     opts = options or ServerOptions()
     pool = ScoringPool(grader_set, opts.scoring, max_concurrency=opts.max_concurrency)
 
@@ -185,13 +194,13 @@ def create_app(grader_set: GraderSet, options: ServerOptions | None = None) -> F
         yield
         pool.close()
 
-    app = FastAPI(title="rftkit grader server", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="rftkit grader server", version=version, lifespan=lifespan)
     app.add_middleware(RequestGuard, token=opts.token, max_body_bytes=opts.max_body_bytes)
     app.state.pool = pool
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "graders": grader_set.ids, "version": __version__}
+        return {"status": "ok", "graders": grader_set.ids, "version": version}
 
     @app.get("/v1/graders")
     async def list_graders() -> dict[str, Any]:
