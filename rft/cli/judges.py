@@ -52,6 +52,14 @@ def serve_graders(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes per grader run (the engine's num_workers).")
     ] = 2,
+    inline: Annotated[
+        bool,
+        typer.Option(
+            "--inline",
+            help="Run graders in the server process, not in worker processes (one copy of a local judge model); "
+            "a hung sync grader is then reported as a timeout but keeps its thread.",
+        ),
+    ] = False,
     default_timeout: Annotated[
         float,
         typer.Option(
@@ -86,7 +94,7 @@ def serve_graders(
             max_body_bytes=max_body_bytes,
             max_samples=max_samples,
             max_concurrency=max_concurrency,
-            scoring=ScoringOptions(num_workers=workers, default_timeout=default_timeout or None),
+            scoring=ScoringOptions(num_workers=workers, default_timeout=default_timeout or None, inline=inline),
         )
         grader_set = GraderSet.from_file(graders_file, plugins=list(plugin or []))
     except RFTError as err:

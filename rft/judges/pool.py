@@ -11,6 +11,8 @@ id: a request takes an idle executor of each grader it names (or starts one) and
 them in a thread of its own, at most ``max_concurrency`` at a time; the event loop only
 parses and answers. Idle executors are kept for the next request (their workers are
 warm), up to ``max_concurrency`` of them; the least recently used beyond that is closed.
+So at most ``2 × max_concurrency`` executors (each with ``num_workers`` worker processes)
+are alive; with ``inline`` options graders run in this process instead, in threads.
 
 What stays with the caller, as before: ``on_error`` policies (the server answers with the
 error outcome as recorded, so the caller's entry decides what it scores) and the error
