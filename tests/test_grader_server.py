@@ -431,3 +431,37 @@ def test_token_sources_and_loopback():
     assert resolve_token(environ={"RFT_GRADER_TOKEN": "  "}) is None
     with pytest.raises(ConfigError, match="cannot read the token file"):
         resolve_token("/no/such/token", environ={})
+
+
+# -- in process --------------------------------------------------------------------------------
+
+
+class _HoldsALock:
+    """A grader that cannot be pickled to worker processes."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __call__(self, completion: str) -> float:
+        return 1.0
+
+
+def test_graders_the_workers_cannot_receive_are_a_503_with_the_fix_and_run_inline():
+    from fastapi.testclient import TestClient
+
+    import rft
+    from rft.judges.server import ServerOptions, create_app
+    from rft.scoring import ScoringOptions
+
+    gs = rft.GraderSet([rft.grader(_HoldsALock(), name="locked")])
+    body = {"samples": [{"completion": "x"}]}
+    with TestClient(create_app(gs)) as client:
+        r = client.post("/v1/grade", json=body)
+    assert r.status_code == 503 and "cannot be sent to worker processes" in r.json()["detail"]
+    assert "inline=True" in r.json()["detail"]  # the engine's advice travels along
+    # `rft serve-graders --inline`: graders in the server process
+    with TestClient(create_app(gs, ServerOptions(scoring=ScoringOptions(inline=True)))) as client:
+        r = client.post("/v1/grade", json=body)
+    assert r.status_code == 200 and r.json()["graders"] == ["locked"]
+    (per_sample,) = r.json()["outcomes"]
+    assert per_sample["locked"]["kind"] == "score" and per_sample["locked"]["score"] == 1.0

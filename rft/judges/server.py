@@ -224,7 +224,7 @@ def create_app(grader_set: GraderSet, options: ServerOptions | None = None) -> F
         t0 = time.perf_counter()
         try:
             outcomes = await pool.score(ids, samples)
-        except PluginError as err:
+        except (ConfigError, PluginError) as err:  # workers cannot load or receive the grader set
             raise HTTPException(503, detail=f"the grader server cannot run its graders: {err}") from err
         logger.info("graded %d samples with %s in %.3fs", len(samples), ", ".join(ids), time.perf_counter() - t0)
         return {"graders": ids, "outcomes": [{gid: o.to_dict() for gid, o in per.items()} for per in outcomes]}
