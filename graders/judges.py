@@ -53,6 +53,10 @@ prices, ``judge_cost_usd``.
 Limits and budgets hold per process: with N scoring workers or Ray actors an endpoint
 sees up to N × ``max_concurrency`` requests at once, so divide the server's capacity by N.
 
+Reading replies lives in :mod:`graders.judge_replies` (:func:`parse_score` and
+:func:`parse_label`, re-exported here) and the ``transformers`` backend in
+:mod:`graders.judge_local`.
+
 Endpoint settings named like the grader-entry keys ``timeout`` and ``retries`` (which
 the scoring engine applies around the whole call) are ``request_timeout`` and
 ``max_retries`` here.
@@ -60,23 +64,20 @@ the scoring engine applies around the whole call) are ``request_timeout`` and
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
-import math
 import os
-import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import rft
+from graders.judge_local import local_model
+from graders.judge_replies import normalize_label, parse_label, parse_score
 from rft.core import Grade, Sample
-from rft.core.errors import ConfigError, GraderFailure, JudgeParseError, did_you_mean
+from rft.core.errors import ConfigError, JudgeParseError, did_you_mean
 from rft.core.templates import Template, TemplateError
-from rft.core.text import shorten
-from rft.judges.client import EndpointConfig, get_endpoint, run_on_client_loop
+from rft.judges.client import EndpointConfig, get_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -86,126 +87,6 @@ ROLES = ("system", "developer", "user", "assistant")
 BACKENDS = ("openai", "transformers")
 #: Environment variable giving the judge model when an entry names none.
 MODEL_ENV = "RFT_JUDGE_MODEL"
-
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
-_NUMBER = r"[-+]?\d+(?:\.\d+)?"
-_SCORE_LINE = re.compile(rf"\b(?:score|rating|grade|result)\b\s*(?:is|=|:)?\s*[*_`\"']*\s*({_NUMBER})", re.I)
-_LABEL_LINE = re.compile(r"\b(?:label|class|category|classification)\b\s*(?:is|=|:)\s*[*_`\"']*\s*([^\n]+)", re.I)
-
-
-# ---------------------------------------------------------------------------
-# reading replies
-# ---------------------------------------------------------------------------
-
-
-def _strip(text: str) -> str:
-    return _THINK.sub("", text or "").strip()
-
-
-def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
-    """Read a score from a judge's reply; returns ``(score, explanation)``.
-
-    Understands JSON (``{"score": 7}``, also ``result``/``rating``/``grade``), a
-    ``Score: 7`` line (the last one wins), and a reply that is just a number.
-    ``<think>…</think>`` blocks are ignored.
-
-    Raises:
-        JudgeParseError: no score, or one outside ``[low, high]``.
-
-    >>> parse_score("Clear and correct.\\nScore: 8", 0, 10)
-    (8.0, 'Clear and correct.')
-    >>> parse_score('{"score": 0.25, "reason": "partly right"}', 0, 1)
-    (0.25, 'partly right')
-    >>> parse_score("0.5", 0, 1)[0]
-    0.5
-    """
-    from rft.core.parsing import extract_json
-
-    body = _strip(text)
-    value: Any = None
-    explanation = ""
-    found, obj = extract_json(body)
-    if found and isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        value = obj
-    elif found and isinstance(obj, Mapping):
-        for key in ("score", "result", "rating", "grade"):
-            if key in obj:
-                value = obj[key]
-                break
-        explanation = str(obj.get("reason") or obj.get("explanation") or obj.get("reasoning") or "")
-    if value is None:
-        matches = list(_SCORE_LINE.finditer(body))
-        if matches:
-            value = matches[-1].group(1)
-            explanation = body[: matches[-1].start()].strip()
-    try:
-        score = float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        score = None
-    if score is None or math.isnan(score):
-        raise JudgeParseError(
-            f"no score in the judge's reply {shorten(text)!r}; expected a number from {low:g} to {high:g}, "
-            "e.g. a last line 'Score: <number>' or JSON {\"score\": <number>}"
-        )
-    if not low <= score <= high:
-        raise JudgeParseError(
-            f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {shorten(text)!r})"
-        )
-    return score, shorten(explanation, 300)
-
-
-def _norm(s: str) -> str:
-    return re.sub(r"[\s*_`\"'.,;:!()\[\]]+", " ", s).strip().casefold()
-
-
-def parse_label(text: str, labels: Sequence[str]) -> tuple[str, str]:
-    """Read one of ``labels`` from a judge's reply; returns ``(label, explanation)``.
-
-    Understands JSON (``{"label": "…"}``), a ``Label: …`` line (the last one wins), a
-    reply that is just the label, and a reply that names exactly one of the labels.
-    Case and surrounding punctuation are ignored.
-
-    Raises:
-        JudgeParseError: no label, an unknown one, or several.
-
-    >>> parse_label("The reply is courteous.\\nLabel: Polite", ["polite", "rude"])
-    ('polite', 'The reply is courteous.')
-    >>> parse_label("rude.", ["polite", "rude"])[0]
-    'rude'
-    >>> parse_label("It is not correct, it is incorrect", ["correct", "incorrect"])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    rft.core.errors.JudgeParseError: the judge's reply names several labels ('correct', 'incorrect'): ...
-    """
-    from rft.core.parsing import extract_json
-
-    body = _strip(text)
-    by_norm = {_norm(lab): lab for lab in labels}
-    listed = ", ".join(labels)
-    found, obj = extract_json(body)
-    if found and isinstance(obj, Mapping):
-        for key in ("label", "result", "classification", "category", "class"):
-            if isinstance(obj.get(key), str):
-                got = _norm(obj[key])
-                if got in by_norm:
-                    return by_norm[got], shorten(str(obj.get("reason") or obj.get("explanation") or ""), 300)
-                raise JudgeParseError(f"the judge answered label {obj[key]!r}, which is not one of: {listed}")
-    matches = list(_LABEL_LINE.finditer(body))
-    if matches:
-        got = _norm(matches[-1].group(1))
-        if got in by_norm:
-            return by_norm[got], shorten(body[: matches[-1].start()].strip(), 300)
-    if _norm(body) in by_norm:
-        return by_norm[_norm(body)], ""
-    named = [lab for lab in labels if re.search(rf"(?<![\w-]){re.escape(lab)}(?![\w-])", body, re.I)]
-    if len(named) == 1:
-        return named[0], shorten(body, 300)
-    if len(named) > 1:
-        raise JudgeParseError(
-            f"the judge's reply names several labels ({', '.join(map(repr, named))}): {shorten(text)!r}; "
-            f"expected exactly one of: {listed}"
-        )
-    raise JudgeParseError(f"no label in the judge's reply {shorten(text)!r}; expected one of: {listed}")
 
 
 # ---------------------------------------------------------------------------
@@ -353,20 +234,14 @@ def _takes_settings(cls: type) -> type:
     """Class decorator: give the judge's ``__init__`` (``(self, own…, **settings)``) the full
     signature, its own parameters and then :class:`JudgeSettings` keyword-only, so grader
     entries are checked (with did-you-mean) and listed as if each setting were spelled out."""
-    init = cls.__init__
+    init = cls.__dict__["__init__"]
     own = [p for p in inspect.signature(init).parameters.values() if p.kind is not p.VAR_KEYWORD]
     shared = [
         inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
         for f in fields(JudgeSettings)
     ]
-    init.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+    init.__signature__ = inspect.Signature([*own, *shared])
     return cls
-
-
-def _flat_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(p.get("text", "") for p in content if isinstance(p, Mapping))
 
 
 class _ModelJudge:
@@ -389,13 +264,14 @@ class _ModelJudge:
         self.name = settings.name
         self.backend = backend
         self.messages = [_Message(m, f"{t} input[{i}]") for i, m in enumerate(input)]
-        self.model = model or os.environ.get(MODEL_ENV)
-        if not self.model:
+        resolved = model or os.environ.get(MODEL_ENV)
+        if not resolved:
             raise ConfigError(
                 f"{t}: `model` is missing: name the judge model "
                 f"({'a local model folder' if backend == 'transformers' else 'as the endpoint knows it'}) "
                 f"or set ${MODEL_ENV}"
             )
+        self.model: str = resolved
         sampling_params, batch_size = settings.sampling_params, settings.batch_size
         if sampling_params is not None and not isinstance(sampling_params, Mapping):
             raise ConfigError(f"{t}: `sampling_params` must be a mapping, got {sampling_params!r}")
@@ -456,7 +332,7 @@ class _ModelJudge:
                 return self._missing(err)
             raise
         if self.backend == "transformers":
-            probs = await _local_model(self.model, self.device, self.batch_size).probabilities(
+            probs = await local_model(self.model, self.device, self.batch_size).probabilities(
                 messages, self._candidates()
             )
             return self._from_probs(probs)
@@ -596,7 +472,7 @@ class LabelModel(_ModelJudge):
     ):
         if isinstance(labels, str) or not labels or not all(isinstance(x, str) and x.strip() for x in labels):
             raise ConfigError(f"label_model: `labels` must be a non-empty list of strings, got {labels!r}")
-        if len({_norm(x) for x in labels}) != len(labels):
+        if len({normalize_label(x) for x in labels}) != len(labels):
             raise ConfigError(f"label_model: `labels` has duplicates (ignoring case): {list(labels)!r}")
         if isinstance(passing_labels, str) or not passing_labels:
             raise ConfigError(
@@ -634,139 +510,6 @@ class LabelModel(_ModelJudge):
 
     def _missing(self, err: TemplateError) -> Grade:
         return Grade(0.0, reason=str(err))
-
-
-# ---------------------------------------------------------------------------
-# the local transformers backend
-# ---------------------------------------------------------------------------
-
-_models_lock = threading.Lock()
-_models: dict[tuple[str, str | None, int], _LocalModel] = {}
-
-
-def _local_model(path: str, device: str | None, batch_size: int) -> _LocalModel:
-    """The process's :class:`_LocalModel` for ``path`` (loaded on first use, shared by
-    every judge on that model; the largest ``batch_size`` asked for wins)."""
-    key = (os.path.abspath(path), device, os.getpid())
-    with _models_lock:
-        model = _models.get(key)
-        if model is None:
-            model = _models[key] = _LocalModel(key[0], device, batch_size)
-        model.batch_size = max(model.batch_size, batch_size)
-        return model
-
-
-class _LocalModel:
-    """A local causal LM scoring candidate answers, shared by the judges of a process.
-
-    Judgments awaited together are gathered into batches (on the client loop) and
-    scored in one forward pass per ``batch_size`` rows, in a worker thread.
-    """
-
-    def __init__(self, path: str, device: str | None, batch_size: int, wait_s: float = 0.005):
-        self.path = path
-        self.device = device
-        self.batch_size = batch_size
-        self.wait_s = wait_s
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._queue: list[tuple[list[dict[str, Any]], list[str], asyncio.Future[list[float]]]] = []
-        self._runner: asyncio.Task[None] | None = None
-        self.forward_passes = 0
-
-    async def probabilities(self, messages: list[dict[str, Any]], candidates: list[str]) -> list[float]:
-        """The probability of each candidate as the reply to ``messages`` (normalized)."""
-        return await run_on_client_loop(self._submit(messages, candidates))
-
-    async def _submit(self, messages: list[dict[str, Any]], candidates: list[str]) -> list[float]:
-        fut: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
-        self._queue.append((messages, candidates, fut))
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self._run())
-        return await fut
-
-    async def _run(self) -> None:
-        await asyncio.sleep(self.wait_s)  # let judgments awaited together join this batch
-        while self._queue:
-            batch, self._queue = self._queue[: self.batch_size], self._queue[self.batch_size :]
-            try:
-                results = await asyncio.to_thread(self._score, [(m, c) for m, c, _ in batch])
-            except Exception as err:  # noqa: BLE001 - handed to every waiting judgment
-                wrapped = GraderFailure(f"local judge {self.path}: {type(err).__name__}: {err}")
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(wrapped)
-                continue
-            for (_, _, fut), probs in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(probs)
-
-    def _load(self) -> None:
-        if self._model is not None:
-            return
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        logger.info("loading local judge %s on %s", self.path, device)
-        self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype)
-        self._model = model.to(device).eval()
-        self.device = device
-
-    def _prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
-        tok = self._tokenizer
-        flat = [{"role": m["role"], "content": _flat_text(m["content"])} for m in messages]
-        if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(flat, add_generation_prompt=True, tokenize=False)
-        else:
-            text = "\n\n".join(m["content"] for m in flat) + "\n\nAnswer: "
-        return list(tok(text, add_special_tokens=False)["input_ids"])
-
-    def _score(self, requests: list[tuple[list[dict[str, Any]], list[str]]]) -> list[list[float]]:
-        import torch
-
-        self._load()
-        tok, model = self._tokenizer, self._model
-        limit = getattr(model.config, "max_position_embeddings", None)
-        rows: list[tuple[int, list[int], int]] = []  # (request index, ids, prompt length)
-        for r, (messages, candidates) in enumerate(requests):
-            prompt = self._prompt_ids(messages)
-            for cand in candidates:
-                ids = prompt + list(tok(cand, add_special_tokens=False)["input_ids"])
-                if limit is not None and len(ids) > limit:
-                    raise ValueError(f"the judge prompt has {len(ids)} tokens; the model allows {limit}")
-                rows.append((r, ids, len(prompt)))
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-        logps: list[float] = []
-        with torch.inference_mode():
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start : start + self.batch_size]
-                width = max(len(ids) for _, ids, _ in chunk)
-                input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                for i, (_, ids, _) in enumerate(chunk):
-                    input_ids[i, : len(ids)] = torch.tensor(ids)
-                    mask[i, : len(ids)] = 1
-                logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
-                logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-                self.forward_passes += 1
-                for i, (_, ids, plen) in enumerate(chunk):
-                    targets = torch.tensor(ids[plen:])
-                    positions = torch.arange(plen - 1, len(ids) - 1)
-                    logps.append(float(logprobs[i, positions, targets].sum()))
-        out: list[list[float]] = [[] for _ in requests]
-        for (r, _, _), lp in zip(rows, logps, strict=True):
-            out[r].append(lp)
-        return [_softmax(v) for v in out]
-
-
-def _softmax(values: list[float]) -> list[float]:
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    total = sum(exps)
-    return [e / total for e in exps]
 
 
 @rft.hookimpl

@@ -3,10 +3,10 @@
 Graders with heavy dependencies (a GPU judge, a compiler toolchain, a licensed
 checker) can run where those live; training calls them over HTTP::
 
-    # on the grading machine
-    rft serve-graders --graders graders.yaml --host 0.0.0.0 --port 8700
+    # on the grading machine (a token is required beyond loopback)
+    RFT_GRADER_TOKEN=… rft serve-graders --graders graders.yaml --host 0.0.0.0 --port 8700
 
-    # in the run's grader set
+    # in the run's grader set (the token: `token:`, `token_env:`, else $RFT_GRADER_TOKEN)
     graders:
       - name: remote
         id: proof_check
@@ -17,18 +17,20 @@ Samples go in batches (one request per ``batch_size`` samples, ``max_concurrency
 requests at once) with the retries, circuit breaker and deadline of
 :mod:`rft.judges.client`. Each sample's outcome comes back with its kind as the server
 recorded it (score, not applicable, grader error, timeout, …); a server that cannot
-be reached is ``infrastructure`` for the whole batch.
+be reached is ``infrastructure`` for the whole batch, and one that refuses the request
+(a wrong token: 401, a batch over its limits: 413) is ``grader_error`` with its reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 
 import rft
 from rft.core import Outcome, Sample
 from rft.core.errors import ConfigError, GraderInfrastructureError
-from rft.judges.client import EndpointConfig, get_endpoint
+from rft.judges.client import GRADER_TOKEN_ENV, EndpointConfig, get_endpoint
 
 __all__ = ["Remote"]
 
@@ -47,7 +49,11 @@ class Remote:
         deadline: seconds per batch, retries included (None: no limit).
         breaker_failures, breaker_cooldown: the circuit breaker (see
             :class:`rft.judges.client.EndpointConfig`).
-        api_key, api_key_env: a bearer token, when a proxy in front of the server wants one.
+        token: the server's bearer token (``rft serve-graders`` with ``$RFT_GRADER_TOKEN`` or
+            ``--token-file``).
+        token_env: the environment variable holding the token (an error when unset);
+            without ``token`` and ``token_env``, ``$RFT_GRADER_TOKEN`` when set, else none.
+        api_key, api_key_env: older names of ``token`` and ``token_env``.
 
     >>> Remote(url="http://127.0.0.1:8700", grader="exact_match").endpoint.base_url
     'http://127.0.0.1:8700'
@@ -65,6 +71,8 @@ class Remote:
         deadline: float | None = 900.0,
         breaker_failures: int = 5,
         breaker_cooldown: float = 30.0,
+        token: str | None = None,
+        token_env: str | None = None,
         api_key: str | None = None,
         api_key_env: str | None = None,
     ):
@@ -72,13 +80,25 @@ class Remote:
             raise ConfigError(f"remote: `grader` must be the grader's id on the server, got {grader!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"remote: `batch_size` must be a positive integer, got {batch_size!r}")
+        if (token is not None and api_key is not None) or (token_env and api_key_env):
+            raise ConfigError("remote: give `token`/`token_env` or their older names `api_key`/`api_key_env`, not both")
+        token = token if token is not None else api_key
+        token_env = token_env or api_key_env
+        if token is None and token_env:
+            token = os.environ.get(token_env) or None
+            if token is None:
+                raise ConfigError(
+                    f"remote: `token_env` names the environment variable {token_env!r}, which is not set; "
+                    f"export it, give `token`, or drop `token_env` to use ${GRADER_TOKEN_ENV}"
+                )
+        if token is None:
+            token = os.environ.get(GRADER_TOKEN_ENV) or None
         self.grader = grader
         self.batch_size = batch_size
         try:
             self.endpoint = EndpointConfig.resolve(
                 base_url=url,
-                api_key=api_key,
-                api_key_env=api_key_env,
+                api_key=token,
                 env_defaults=False,  # never $OPENAI_BASE_URL / $OPENAI_API_KEY: they are not the grader server's
                 max_concurrency=max_concurrency,
                 request_timeout=request_timeout,

@@ -30,7 +30,7 @@ _MARK = re.compile(r"\[\[(.*?)\]\]", re.S)
 
 def default_responder(messages: list[dict[str, Any]]) -> str:
     """The judge's reply: the last ``[[…]]`` in the messages, else ``"Score: 1"``."""
-    text = "\n".join(m.get("content") if isinstance(m.get("content"), str) else str(m.get("content")) for m in messages)
+    text = "\n".join(m["content"] if isinstance(m.get("content"), str) else str(m.get("content")) for m in messages)
     found = _MARK.findall(text)
     return found[-1] if found else "Score: 1"
 

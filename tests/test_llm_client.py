@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
 from fake_openai import FakeOpenAI
@@ -19,7 +20,7 @@ from rft.judges.client import (
     get_endpoint,
 )
 
-FAST = {"backoff_initial": 0.002, "backoff_max": 0.01}  # keep retry sleeps in milliseconds
+FAST: dict[str, Any] = {"backoff_initial": 0.002, "backoff_max": 0.01}  # keep retry sleeps in milliseconds
 
 
 @pytest.fixture(scope="module", autouse=True)
