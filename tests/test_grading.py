@@ -11,6 +11,7 @@ import pytest
 import rft
 from rft.core import GraderEntry, GraderSet, OutcomeKind, Sample, as_grader, coerce_result
 from rft.core.errors import ConfigError
+from rft.plugins import grader_set_from_file, grader_set_from_spec
 
 # -- module-level graders (picklable by reference) ---------------------------
 
@@ -247,7 +248,7 @@ def test_duplicate_ids_are_rejected():
 def test_grader_set_file_with_registered_grader_and_policy(tmp_path):
     f = tmp_path / "g.yaml"
     f.write_text("graders:\n  - name: exact_match\n    weight: 2\n    timeout: 5\n    on_error: skip\n")
-    gs = GraderSet.from_file(f)
+    gs = grader_set_from_file(f)
     [e] = gs.entries
     assert (e.id, e.weight, e.timeout, e.on_error, e.grader.plugin) == (
         "exact_match",
@@ -279,7 +280,7 @@ def test_grader_set_file_errors_name_file_and_key(tmp_path, yaml_text, message):
     f = tmp_path / "g.yaml"
     f.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message) as info:
-        GraderSet.from_file(f)
+        grader_set_from_file(f)
     assert "g.yaml" in str(info.value)
 
 
@@ -295,7 +296,7 @@ def test_plugin_file_named_in_grader_set_is_loaded_relative_to_it(tmp_path):
     )
     f = tmp_path / "g.yaml"
     f.write_text("plugins: [my_graders.py]\ngraders:\n  - name: shouty\n")
-    gs = GraderSet.from_file(f)
+    gs = grader_set_from_file(f)
     assert [o.score for o in gs["shouty"].grader.grade([Sample("HI"), Sample("hi")])] == [1.0, 0.0]
-    rebuilt = GraderSet.from_spec(gs.spec)  # what a worker process does
+    rebuilt = grader_set_from_spec(gs.spec)  # what a worker process does
     assert rebuilt.ids == ["shouty"]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from rft.core import GraderSet, Sample
+from rft.core import Sample
 from rft.core.errors import PluginError
-from rft.plugins import get_plugin_manager, get_registry
+from rft.plugins import get_plugin_manager, get_registry, grader_set_from_config, grader_set_from_file
 from rft.testing import check_grader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +200,7 @@ def rft_register_graders(register):
 
 def test_trl_reward_functions_register_unchanged_through_a_plugin_file(tmp_path):
     p = write(tmp_path / "trl_rewards.py", TRL_PLUGIN)
-    gs = GraderSet.from_config(
+    gs = grader_set_from_config(
         {"graders": [{"name": "reward_len", "weight": 0.1}, {"name": "reward_answer"}]}, plugins=[p]
     )
     gs.check_inputs(["prompt", "answer"])  # `answer` is a column; prompts/completions are injected
@@ -221,7 +221,7 @@ def test_five_line_example_is_five_lines_and_grades():
     path = ROOT / "examples/graders/five_lines.py"
     code = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith('"""')]
     assert len(code) == 5
-    gs = GraderSet.from_config({"graders": [{"name": "says_answer"}]}, plugins=[str(path)])
+    gs = grader_set_from_config({"graders": [{"name": "says_answer"}]}, plugins=[str(path)])
     outs = gs["says_answer"].grader.grade(
         [Sample("It is 19.", item={"answer": "19"}), Sample("It is 18.", item={"answer": "19"})]
     )
@@ -229,7 +229,7 @@ def test_five_line_example_is_five_lines_and_grades():
 
 
 def test_plugin_example_loads_from_a_grader_set_file_and_keeps_the_contract():
-    gs = GraderSet.from_file(ROOT / "examples/graders/keywords.yaml")
+    gs = grader_set_from_file(ROOT / "examples/graders/keywords.yaml")
     assert gs.ids == ["keyword_coverage", "shows_work"]
     s = Sample("6 times 4 = 24, because boxes hold 6", item={})
     assert [gs[i].grader.grade([s])[0].score for i in gs.ids] == [1.0, 1.0]

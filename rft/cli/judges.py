@@ -34,11 +34,11 @@ def serve_graders(
     Training machines call these graders with `name: remote, url: http://HOST:PORT,
     grader: ID`. The server has no authentication: bind it to a private network.
     """
-    from rft.core import GraderSet
     from rft.core.errors import RFTError
+    from rft.plugins import grader_set_from_file
 
     try:
-        grader_set = GraderSet.from_file(graders_file, plugins=list(plugin or []))
+        grader_set = grader_set_from_file(graders_file, plugins=list(plugin or []))
     except RFTError as err:
         fail(str(err))
     from rft.judges.server import serve
