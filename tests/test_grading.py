@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -201,6 +203,44 @@ def test_function_grader_pickles_by_reference_and_params_bind():
         _starts.bind(prefx="B")
 
 
+def test_graders_outcomes_and_samples_unpickle_in_a_fresh_process(tmp_path):
+    # what a worker process or Ray actor does: nothing imported but what the pickle names, so
+    # every rebuild helper it references (rft.core.outcome/grader/sample) must be importable there
+    import subprocess
+    import sys
+
+    from rft.core import Outcome
+
+    sets = grader_set_from_file(_write(tmp_path / "g.yaml", "graders:\n  - name: exact_match\n"))
+    blob = tmp_path / "blob.pkl"
+    blob.write_bytes(
+        pickle.dumps(
+            {
+                "outcome": Outcome(OutcomeKind.SCORE, score=0.5, reason="half", attempts=2),
+                "sample": Sample("4", {"answer": "4"}, prompt="2+2?", step=3),
+                "class": as_grader(Contains, params={"needle": "x"}),
+                "builtin": sets["exact_match"].grader,
+            }
+        )
+    )
+    code = (
+        "import pickle, sys\n"
+        f"d = pickle.loads(open({str(blob)!r}, 'rb').read())\n"
+        "print(d['outcome'].score, d['outcome'].attempts, d['sample'].step, d['class'].name, d['builtin'].name)\n"
+        "print(d['builtin'].grade([d['sample']])[0].score, d['class'].grade([d['sample']])[0].score)\n"
+    )
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])  # Contains lives here
+    env = {**os.environ, "PYTHONPATH": path}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0.5", "2", "3", "contains", "exact_match", "1.0", "0.0"]
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
+
+
 def test_identity_changes_with_params():
     a = as_grader(Contains, params={"needle": "a"})
     b = as_grader(Contains, params={"needle": "b"})
@@ -300,3 +340,10 @@ def test_plugin_file_named_in_grader_set_is_loaded_relative_to_it(tmp_path):
     assert [o.score for o in gs["shouty"].grader.grade([Sample("HI"), Sample("hi")])] == [1.0, 0.0]
     rebuilt = grader_set_from_spec(gs.spec)  # what a worker process does
     assert rebuilt.ids == ["shouty"]
+
+
+def test_a_set_built_from_graders_has_no_spec_and_says_how_to_get_one():
+    gs = GraderSet([exact])
+    assert gs.spec is None
+    with pytest.raises(ConfigError, match="grader_set_from_config"):
+        grader_set_from_spec(gs.spec)
