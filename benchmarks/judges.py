@@ -25,8 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from graders.judges import parse_score  # noqa: E402
-from rft.core import GraderSet, OutcomeKind, Sample  # noqa: E402
+from rft.core import OutcomeKind, Sample  # noqa: E402
 from rft.judges.client import close_all, get_endpoint  # noqa: E402
+from rft.plugins import grader_set_from_config  # noqa: E402
 
 PROMPT = "Rate the answer from 0 to 10.\nAnswer: {completion}\nEnd your reply with a line 'Score: <number>'."
 
@@ -98,7 +99,7 @@ def main() -> None:
         t_serial, c_serial = time.perf_counter() - t0, time.process_time() - c0
         check(serial == expected, "the serial baseline read wrong scores")
 
-        gs = GraderSet.from_config(
+        gs = grader_set_from_config(
             {
                 "graders": [
                     {

@@ -54,10 +54,9 @@ def main() -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     from rft.config.run import DataConfig, LoraSettings, cpu_safe_defaults
-    from rft.core import GraderSet
     from rft.data.rows import load_splits, render_prompt
     from rft.models.resolve import ResolvedModel, create_tiny_model, load_model
-    from rft.plugins import get_plugin_manager, get_registry
+    from rft.plugins import get_plugin_manager, get_registry, grader_set_from_config
     from rft.scoring import ScoringOptions, make_executor
     from rft.train.callbacks import (
         CheckpointMarker,
@@ -116,7 +115,7 @@ def main() -> None:
             self.cpu.append(cpu_seconds() - self._c)
 
     registry = get_registry(get_plugin_manager())
-    grader_set = GraderSet.from_config({"graders": [{"name": "exact_match"}]})
+    grader_set = grader_set_from_config({"graders": [{"name": "exact_match"}]})
     assert "exact_match" in registry
 
     def run_bare(k: int) -> list[float]:

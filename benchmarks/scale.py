@@ -74,7 +74,7 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from rft.core import GraderSet
+    from rft.plugins import grader_set_from_config
     from rft.scoring import ScoringOptions
     from rft.scoring.ray import RayExecutor
 
@@ -98,7 +98,7 @@ def main() -> None:
     rows = []
     try:
         for name in args.graders.split(","):
-            gs = GraderSet.from_config({"graders": [{"name": name, "latency": args.latency}], "plugins": [plugin]})
+            gs = grader_set_from_config({"graders": [{"name": name, "latency": args.latency}], "plugins": [plugin]})
             for n in sizes:
                 opts = ScoringOptions(
                     executor="ray",

@@ -172,7 +172,8 @@ def main() -> None:
 
     import ray
 
-    from rft.core import GraderSet, Sample
+    from rft.core import Sample
+    from rft.plugins import grader_set_from_config
     from rft.scoring import ScoringOptions, make_executor
 
     server_loop, url = _serve()
@@ -181,13 +182,13 @@ def main() -> None:
     plugin = str(Path(__file__).resolve())
     samples = [Sample(f"answer {i}", {"answer": f"answer {i % 7}"}) for i in range(args.batch)]
     sets = {
-        "a cheap": GraderSet.from_config({"graders": [{"name": "exact_match"}], "plugins": [plugin]}),
-        "b io 50ms": GraderSet.from_config({"graders": [{"name": "io_bound", "url": url}], "plugins": [plugin]}),
-        "c cpu 20ms": GraderSet.from_config({"graders": [{"name": "cpu_bound", "n": n_iter}], "plugins": [plugin]}),
+        "a cheap": grader_set_from_config({"graders": [{"name": "exact_match"}], "plugins": [plugin]}),
+        "b io 50ms": grader_set_from_config({"graders": [{"name": "io_bound", "url": url}], "plugins": [plugin]}),
+        "c cpu 20ms": grader_set_from_config({"graders": [{"name": "cpu_bound", "n": n_iter}], "plugins": [plugin]}),
     }
     serial_set = {
         "a cheap": sets["a cheap"],
-        "b io 50ms": GraderSet.from_config({"graders": [{"name": "io_bound_sync", "url": url}], "plugins": [plugin]}),
+        "b io 50ms": grader_set_from_config({"graders": [{"name": "io_bound_sync", "url": url}], "plugins": [plugin]}),
         "c cpu 20ms": sets["c cpu 20ms"],
     }
     # every configuration is built first and then timed in rounds (one batch each per

@@ -3,7 +3,7 @@
 OpenAI's grader JSON is accepted as is. Every OpenAI ``type`` is a registered grader
 of that name (``string_check`` in :mod:`graders.strings`, ``text_similarity`` in
 :mod:`graders.similarity`, ``python``, ``score_model`` and ``label_model`` in their
-own modules, ``multi`` here), built by :func:`rft.core.grading.build_entry` with the
+own modules, ``multi`` here), built by :func:`rft.core.build_entry` with the
 object's other fields as parameters::
 
     {"type": "multi", "name": "answer_quality",

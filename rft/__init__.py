@@ -22,9 +22,8 @@ from rft.core.errors import (
     RFTError,
     UnknownGraderError,
 )
-from rft.plugins.hookspecs import hookimpl
-
-__version__ = "0.1.0"
+from rft.core.version import __version__
+from rft.plugins import hookimpl
 
 __all__ = [
     "__version__",

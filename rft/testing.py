@@ -83,7 +83,7 @@ def check_grader(
     1. every input the grader asks for resolves from the sample (column names);
     2. what it returns is valid (a number, bool, ``None`` or :class:`rft.Grade`; no
        NaN, inf, or score outside its declared range), via
-       :func:`rft.core.grading.coerce_result`; it does not raise (unless ``allow_errors``);
+       :func:`rft.core.coerce_result`; it does not raise (unless ``allow_errors``);
     3. it survives a pickle round trip (Ray ships graders to workers) and the copy
        gives the same results;
     4. it is deterministic: calling it again gives the same results.

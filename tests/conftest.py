@@ -28,3 +28,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fresh_plugins():
+    """Forget the process's cached plugin managers before and after the test.
+
+    Use it in a test that changes what is installed (fake entry points, ``sys.path``):
+    ``get_plugin_manager`` caches one manager per set of plugins, and the test must see
+    a fresh one, as must the tests after it.
+    """
+    from rft.plugins import clear_plugin_cache
+
+    clear_plugin_cache()
+    yield
+    clear_plugin_cache()

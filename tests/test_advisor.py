@@ -19,7 +19,7 @@ from rft.advise.writer import build_config, num_generations, write_config
 from rft.core import GraderSet
 from rft.core.errors import ConfigError, PluginError
 from rft.data import to_example
-from rft.plugins import get_plugin_manager
+from rft.plugins import get_plugin_manager, grader_set_from_config
 
 # ---------------------------------------------------------------------------
 # fixtures: graders in a plugin file, synthetic datasets with known answers
@@ -64,7 +64,7 @@ def plugin_file(tmp_path_factory) -> Path:
 
 
 def graders(plugin_file: Path, *names: str) -> GraderSet:
-    return GraderSet.from_config({"graders": [{"name": n} for n in names], "plugins": [str(plugin_file)]})
+    return grader_set_from_config({"graders": [{"name": n} for n in names], "plugins": [str(plugin_file)]})
 
 
 def classification_rows(n: int = 2000) -> list[dict]:
@@ -221,7 +221,7 @@ def test_grader_errors_are_reported_not_scored_zero(plugin_file, tmp_path):
             register(picky)
     """)
     )
-    gs = GraderSet.from_config({"graders": [{"name": "picky"}], "plugins": [str(bad)]})
+    gs = grader_set_from_config({"graders": [{"name": "picky"}], "plugins": [str(bad)]})
     v = check_verifiability(math_rows(20), gs)
     empty = next(d for d in v.degenerate if d.kind == "empty")
     assert empty.errors == 20 and empty.mean_reward is None and not empty.gameable

@@ -22,6 +22,7 @@ from graders.python_grader import PythonGrader
 from graders.sandboxed import harness_source
 from rft.core import GraderSet, OutcomeKind, Sample, as_grader
 from rft.core.errors import ConfigError
+from rft.plugins import grader_set_from_config
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -413,7 +414,7 @@ def test_python_grader_source_is_checked_at_load(source, message):
 
 def test_openai_python_grader_object_loads_as_is():
     obj = {"type": "python", "name": "exact", "source": EXACT, "image_tag": "2025-05-08", "pass_threshold": 0.5}
-    gs = GraderSet.from_config(obj)
+    gs = grader_set_from_config(obj)
     entry = gs["exact"]
     assert entry.grader.name == "python"
     out = entry.grader.grade([Sample("42", item={"answer": "42"})])[0]
@@ -466,7 +467,7 @@ HOSTILE = [
 
 
 def _engine_set() -> GraderSet:
-    return GraderSet.from_config(
+    return grader_set_from_config(
         {
             "graders": [
                 {"name": "code_exec", "time_limit": 1, "timeout": 30},

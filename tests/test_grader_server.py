@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from rft.core import GraderSet, OutcomeKind, Sample
 from rft.judges.client import close_all
+from rft.plugins import grader_set_from_config, grader_set_from_file
 
 TOKEN = "test-token-7f3a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -179,7 +180,7 @@ def grader_url(graders_file):
 
 def remote_set(url: str, ids: list[str], **settings) -> GraderSet:
     settings.setdefault("token", TOKEN)
-    return GraderSet.from_config(
+    return grader_set_from_config(
         {"graders": [{"name": "remote", "id": i, "url": url, "grader": i, **settings} for i in ids]}
     )
 
@@ -190,7 +191,7 @@ def comparable(outcome) -> tuple:
 
 
 def test_remote_grader_gives_the_same_outcomes_as_the_local_grader(graders_file, grader_url):
-    local = GraderSet.from_file(graders_file)
+    local = grader_set_from_file(graders_file)
     ids = ["exact_match", "city", "picky", "judge"]
     remote = remote_set(grader_url, ids)
     for gid in ids:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import pickle
+from pathlib import Path
 
 import pytest
 
 import rft
 from rft.core import GraderEntry, GraderSet, OutcomeKind, Sample, as_grader, coerce_result
 from rft.core.errors import ConfigError
+from rft.plugins import grader_set_from_file, grader_set_from_spec
 
 # -- module-level graders (picklable by reference) ---------------------------
 
@@ -200,6 +203,44 @@ def test_function_grader_pickles_by_reference_and_params_bind():
         _starts.bind(prefx="B")
 
 
+def test_graders_outcomes_and_samples_unpickle_in_a_fresh_process(tmp_path):
+    # what a worker process or Ray actor does: nothing imported but what the pickle names, so
+    # every rebuild helper it references (rft.core.outcome/grader/sample) must be importable there
+    import subprocess
+    import sys
+
+    from rft.core import Outcome
+
+    sets = grader_set_from_file(_write(tmp_path / "g.yaml", "graders:\n  - name: exact_match\n"))
+    blob = tmp_path / "blob.pkl"
+    blob.write_bytes(
+        pickle.dumps(
+            {
+                "outcome": Outcome(OutcomeKind.SCORE, score=0.5, reason="half", attempts=2),
+                "sample": Sample("4", {"answer": "4"}, prompt="2+2?", step=3),
+                "class": as_grader(Contains, params={"needle": "x"}),
+                "builtin": sets["exact_match"].grader,
+            }
+        )
+    )
+    code = (
+        "import pickle, sys\n"
+        f"d = pickle.loads(open({str(blob)!r}, 'rb').read())\n"
+        "print(d['outcome'].score, d['outcome'].attempts, d['sample'].step, d['class'].name, d['builtin'].name)\n"
+        "print(d['builtin'].grade([d['sample']])[0].score, d['class'].grade([d['sample']])[0].score)\n"
+    )
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])  # Contains lives here
+    env = {**os.environ, "PYTHONPATH": path}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["0.5", "2", "3", "contains", "exact_match", "1.0", "0.0"]
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return path
+
+
 def test_identity_changes_with_params():
     a = as_grader(Contains, params={"needle": "a"})
     b = as_grader(Contains, params={"needle": "b"})
@@ -247,7 +288,7 @@ def test_duplicate_ids_are_rejected():
 def test_grader_set_file_with_registered_grader_and_policy(tmp_path):
     f = tmp_path / "g.yaml"
     f.write_text("graders:\n  - name: exact_match\n    weight: 2\n    timeout: 5\n    on_error: skip\n")
-    gs = GraderSet.from_file(f)
+    gs = grader_set_from_file(f)
     [e] = gs.entries
     assert (e.id, e.weight, e.timeout, e.on_error, e.grader.plugin) == (
         "exact_match",
@@ -279,7 +320,7 @@ def test_grader_set_file_errors_name_file_and_key(tmp_path, yaml_text, message):
     f = tmp_path / "g.yaml"
     f.write_text(yaml_text)
     with pytest.raises(ConfigError, match=message) as info:
-        GraderSet.from_file(f)
+        grader_set_from_file(f)
     assert "g.yaml" in str(info.value)
 
 
@@ -295,7 +336,14 @@ def test_plugin_file_named_in_grader_set_is_loaded_relative_to_it(tmp_path):
     )
     f = tmp_path / "g.yaml"
     f.write_text("plugins: [my_graders.py]\ngraders:\n  - name: shouty\n")
-    gs = GraderSet.from_file(f)
+    gs = grader_set_from_file(f)
     assert [o.score for o in gs["shouty"].grader.grade([Sample("HI"), Sample("hi")])] == [1.0, 0.0]
-    rebuilt = GraderSet.from_spec(gs.spec)  # what a worker process does
+    rebuilt = grader_set_from_spec(gs.spec)  # what a worker process does
     assert rebuilt.ids == ["shouty"]
+
+
+def test_a_set_built_from_graders_has_no_spec_and_says_how_to_get_one():
+    gs = GraderSet([exact])
+    assert gs.spec is None
+    with pytest.raises(ConfigError, match="grader_set_from_config"):
+        grader_set_from_spec(gs.spec)

@@ -13,6 +13,7 @@ from graders.judges import LabelModel, ScoreModel, parse_label, parse_score
 from rft.core import GraderSet, OutcomeKind, Sample
 from rft.core.errors import ConfigError, GraderError, JudgeParseError
 from rft.judges.client import close_all, get_endpoint
+from rft.plugins import grader_set_from_config
 
 # The fake judge replies with the last [[…]] of the prompt, so each completion below decides
 # what the judge says; "{{sample.output_text}}" puts it into the prompt.
@@ -52,7 +53,7 @@ def score_set(base_url: str, **settings) -> GraderSet:
         "base_url": base_url,
         **settings,
     }
-    return GraderSet.from_config({"graders": [entry]})
+    return grader_set_from_config({"graders": [entry]})
 
 
 def samples(*completions: str) -> list[Sample]:
@@ -179,7 +180,7 @@ def test_score_model_outcomes(server, reply, kind, score):
     ],
 )
 def test_label_model_outcomes(server, reply, kind, score, label):
-    gs = GraderSet.from_config(
+    gs = grader_set_from_config(
         {
             "graders": [
                 {
@@ -238,7 +239,7 @@ def test_parse_label(text, expected):
 
 
 def test_template_reads_the_row_and_the_completion(server):
-    gs = GraderSet.from_config(
+    gs = grader_set_from_config(
         {
             "graders": [
                 {
@@ -281,7 +282,7 @@ def test_config_errors_name_the_entry_and_the_fix(monkeypatch, entry, message):
     monkeypatch.delenv("RFT_JUDGE_MODEL", raising=False)
     base = {"type": "score_model", "name": "q", "model": "judge", "input": INPUT, "base_url": "http://127.0.0.1:9/v1"}
     with pytest.raises(ConfigError) as info:
-        GraderSet.from_config({"graders": [{**base, **entry}]}, file="graders.yaml")
+        grader_set_from_config({"graders": [{**base, **entry}]}, file="graders.yaml")
     assert message in str(info.value) and "graders.yaml: graders[0]" in str(info.value)
 
 
@@ -311,7 +312,7 @@ ENDPOINT_ENTRY = {
 )
 def test_both_judges_take_every_endpoint_setting_as_an_entry_key(entry):
     # the judges declare the shared settings once; each grader-entry key must still reach the endpoint
-    gs = GraderSet.from_config(
+    gs = grader_set_from_config(
         {"graders": [{**entry, "name": "j", "model": "judge", "input": INPUT, **ENDPOINT_ENTRY}]}
     )
     judge: Any = gs.entries[0].grader.fn

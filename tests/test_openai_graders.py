@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from rft.core import GraderSet, OutcomeKind, Sample
+from rft.core import OutcomeKind, Sample
 from rft.core.errors import ConfigError
 from rft.core.templates import Template, TemplateError
+from rft.plugins import grader_set_from_config, grader_set_from_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def grade_one(spec: dict, completion: str, **item):
     """Load one OpenAI grader object as a grader-set file would, and grade one sample."""
-    gs = GraderSet.from_config(spec)
+    gs = grader_set_from_config(spec)
     entry = gs.entries[0]
     return entry, entry.grader.grade([Sample(completion, item=item)])[0]
 
@@ -68,7 +69,7 @@ def test_string_check_on_a_json_field_of_the_output():
         "reference": "{{item.city}}",
         "operation": "eq",
     }
-    gs = GraderSet.from_config(spec)
+    gs = grader_set_from_config(spec)
     ok, wrong, no_json = gs.entries[0].grader.grade(
         [
             Sample('{"city": "Paris"}', item={"city": "Paris"}),
@@ -89,7 +90,7 @@ def test_a_column_missing_from_the_row_is_an_error_naming_template_and_key():
 
 
 def test_template_columns_are_checked_at_load():
-    gs = GraderSet.from_config(string_check("eq"))
+    gs = grader_set_from_config(string_check("eq"))
     with pytest.raises(ConfigError, match="needs column 'reference'"):
         gs.check_inputs(["prompt", "answer"], source="rows.jsonl")
 
@@ -120,7 +121,7 @@ def test_template_columns_are_checked_at_load():
 )
 def test_invalid_openai_graders_fail_at_load(spec, message):
     with pytest.raises(ConfigError, match=message):
-        GraderSet.from_config(spec)
+        grader_set_from_config(spec)
 
 
 # -- templates -------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_multi_formula(formula, output, expected):
 )
 def test_multi_rejects_bad_or_unsafe_formulas_at_load(formula, message):
     with pytest.raises(ConfigError, match=message):
-        GraderSet.from_config(multi(formula))
+        grader_set_from_config(multi(formula))
 
 
 def test_multi_sub_grader_error_is_an_error_naming_it():
@@ -289,7 +290,7 @@ def test_multi_sub_grader_from_a_plugin_that_does_not_apply(tmp_path):
     plugin = tmp_path / "only_long.py"
     plugin.write_text(NOT_APPLICABLE_PLUGIN)
     spec = {**multi("exact + long", long={"name": "only_long"}), "plugins": [str(plugin)]}
-    g = GraderSet.from_config(spec, plugins=[str(plugin)]).entries[0].grader
+    g = grader_set_from_config(spec, plugins=[str(plugin)]).entries[0].grader
     short, long = g.grade(
         [Sample("Paris", item={"answer": "Paris"}), Sample("Paris, France", item={"answer": "Paris"})]
     )
@@ -308,12 +309,12 @@ def test_multi_gives_each_sub_grader_the_whole_batch_once(tmp_path):
         "calculate_output": "n",
         "plugins": [str(plugin)],
     }
-    g = GraderSet.from_config(spec).entries[0].grader
+    g = grader_set_from_config(spec).entries[0].grader
     assert [o.score for o in g.grade([Sample("a"), Sample("b"), Sample("c")])] == [3.0, 3.0, 3.0]
 
 
 def test_multi_pickles_and_rebuilds_the_same():
-    gs = GraderSet.from_config(MULTI)
+    gs = grader_set_from_config(MULTI)
     g = gs.entries[0].grader
     copy = pickle.loads(pickle.dumps(g))
     samples = [Sample("Pariss", item={"answer": "Paris"}), Sample("Paris", item={"answer": "Paris"})]
@@ -337,7 +338,7 @@ def _example_samples() -> list[Sample]:
 
 def test_configs_graders_openai_json_scores_the_example():
     samples = _example_samples()
-    gs = GraderSet.from_file(ROOT / "configs/graders.openai.json")
+    gs = grader_set_from_file(ROOT / "configs/graders.openai.json")
     gs.check_inputs(samples[0].item.keys())
     assert gs.ids == ["answer_quality", "json_answer", "fuzzy_solution"]
     results = {e.id: e.grader.grade(samples) for e in gs}
@@ -351,7 +352,7 @@ def test_configs_graders_openai_json_scores_the_example():
 
 def test_configs_graders_yaml_scores_the_example():
     samples = _example_samples()
-    gs = GraderSet.from_file(ROOT / "configs/graders.yaml")
+    gs = grader_set_from_file(ROOT / "configs/graders.yaml")
     gs.check_inputs(samples[0].item.keys())
     assert dict(zip(gs.ids, gs.weights)) == {
         "math": 1.0,

@@ -17,9 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from rft.core import GraderSet, Sample
+from rft.core import Sample
 from rft.core.errors import PluginError
-from rft.plugins import get_plugin_manager, get_registry
+from rft.plugins import (
+    clear_plugin_cache,
+    get_plugin_manager,
+    get_registry,
+    grader_set_from_config,
+    grader_set_from_file,
+    list_plugins,
+)
 from rft.testing import check_grader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +207,7 @@ def rft_register_graders(register):
 
 def test_trl_reward_functions_register_unchanged_through_a_plugin_file(tmp_path):
     p = write(tmp_path / "trl_rewards.py", TRL_PLUGIN)
-    gs = GraderSet.from_config(
+    gs = grader_set_from_config(
         {"graders": [{"name": "reward_len", "weight": 0.1}, {"name": "reward_answer"}]}, plugins=[p]
     )
     gs.check_inputs(["prompt", "answer"])  # `answer` is a column; prompts/completions are injected
@@ -221,7 +228,7 @@ def test_five_line_example_is_five_lines_and_grades():
     path = ROOT / "examples/graders/five_lines.py"
     code = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith('"""')]
     assert len(code) == 5
-    gs = GraderSet.from_config({"graders": [{"name": "says_answer"}]}, plugins=[str(path)])
+    gs = grader_set_from_config({"graders": [{"name": "says_answer"}]}, plugins=[str(path)])
     outs = gs["says_answer"].grader.grade(
         [Sample("It is 19.", item={"answer": "19"}), Sample("It is 18.", item={"answer": "19"})]
     )
@@ -229,9 +236,128 @@ def test_five_line_example_is_five_lines_and_grades():
 
 
 def test_plugin_example_loads_from_a_grader_set_file_and_keeps_the_contract():
-    gs = GraderSet.from_file(ROOT / "examples/graders/keywords.yaml")
+    gs = grader_set_from_file(ROOT / "examples/graders/keywords.yaml")
     assert gs.ids == ["keyword_coverage", "shows_work"]
     s = Sample("6 times 4 = 24, because boxes hold 6", item={})
     assert [gs[i].grader.grade([s])[0].score for i in gs.ids] == [1.0, 1.0]
     # check_grader pickles the grader: the plugin file's module must be importable by reference
     check_grader(gs["keyword_coverage"].grader, [{"completion": "times"}, {"completion": "nothing"}])
+
+
+# -- one plugin manager per process, pluggy through its public API --------------------------
+
+
+def test_the_plugin_manager_and_registry_are_built_once_per_set_of_plugins(tmp_path, fresh_plugins):
+    p = write(tmp_path / "cached.py", GRADER_FILE.format(name="cached_grader"))
+    pm = get_plugin_manager([p], entry_points=False)
+    # the same plugins (a relative path to the same file included) and flags: the same manager and registry
+    assert get_plugin_manager([str(Path(os.path.relpath(p)))], entry_points=False) is pm
+    assert get_registry(pm) is get_registry(get_plugin_manager([p], entry_points=False))
+    # other plugins, other flags or other blocked names: another manager
+    assert get_plugin_manager(entry_points=False) is not pm
+    assert get_plugin_manager([p], entry_points=False, builtins=False) is not pm
+    clear_plugin_cache()
+    assert get_plugin_manager([p], entry_points=False) is not pm
+
+
+WRAPPER_FILE = """
+import rft
+
+CALLS = []
+
+
+@rft.hookimpl(wrapper=True)
+def rft_register_graders(register):
+    register(wrapped_before)
+    CALLS.append("before")
+    result = yield
+    CALLS.append("after")
+    return result
+
+
+@rft.grader
+def wrapped_before(completion: str) -> float:
+    return 1.0
+"""
+
+
+def test_a_hook_wrapper_around_rft_register_graders_runs_once_and_attribution_holds(tmp_path, fresh_plugins):
+    plain = write(tmp_path / "plain.py", GRADER_FILE.format(name="plain_grader"))
+    wrapper = write(tmp_path / "wrapper.py", WRAPPER_FILE)
+    pm = get_plugin_manager([plain, wrapper], entry_points=False)
+    registry = get_registry(pm)
+    assert pm.get_plugin(str(Path(wrapper).resolve())).CALLS == ["before", "after"]
+    assert registry.get("plain_grader").plugin == str(Path(plain).resolve())
+    assert registry.get("wrapped_before").plugin == str(Path(wrapper).resolve())
+    assert registry.get("exact_match").plugin == "graders.strings"
+
+
+def test_a_plugin_whose_hook_raises_is_named(tmp_path, fresh_plugins):
+    p = write(
+        tmp_path / "broken.py",
+        "import rft\n\n@rft.hookimpl\ndef rft_register_graders(register):\n    raise RuntimeError('boom')\n",
+    )
+    with pytest.raises(PluginError, match=r"plugin '.*broken\.py' failed in rft_register_graders: RuntimeError: boom"):
+        get_registry(get_plugin_manager([p], entry_points=False))
+
+
+def fake_distribution(site: Path, dist: str, entry_points: dict[str, str]) -> None:
+    """An installed distribution ``dist`` 1.2.3 in folder ``site`` declaring ``rft`` entry points."""
+    info = site / f"{dist}-1.2.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text("[rft]\n" + "".join(f"{k} = {v}\n" for k, v in entry_points.items()))
+
+
+def test_entry_points_load_through_pluggy_with_their_distribution(tmp_path, monkeypatch, fresh_plugins):
+    (tmp_path / "fake_rft_plugin.py").write_text(GRADER_FILE.format(name="from_entry_point"))
+    fake_distribution(tmp_path, "fake-rft-plugin", {"fakeplugin": "fake_rft_plugin"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    pm = get_plugin_manager()
+    assert get_registry(pm).get("from_entry_point").plugin == "fakeplugin"
+    rows = {r["name"]: r for r in list_plugins(pm)}
+    assert (rows["fakeplugin"]["package"], rows["fakeplugin"]["version"]) == ("fake-rft-plugin", "1.2.3")
+    assert rows["fakeplugin"]["hooks"] == ["rft_register_graders"]
+    monkeypatch.setenv("RFT_DISABLE_PLUGINS", "fakeplugin")
+    assert "from_entry_point" not in get_registry(get_plugin_manager())
+
+
+def test_a_failing_entry_point_names_itself_and_its_distribution(tmp_path, monkeypatch, fresh_plugins):
+    fake_distribution(tmp_path, "broken-rft-plugin", {"brokenplugin": "no_such_module_for_rft:plugin"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        get_plugin_manager()
+    msg = str(info.value)
+    assert "'brokenplugin'" in msg and "no_such_module_for_rft:plugin" in msg and "broken-rft-plugin" in msg
+    assert "RFT_DISABLE_PLUGINS=brokenplugin" in msg
+    monkeypatch.setenv("RFT_DISABLE_PLUGINS", "brokenplugin")
+    assert "exact_match" in get_registry(get_plugin_manager())  # blocked: the rest loads
+
+
+# -- plugin references that are neither a .py file nor a module ---------------------------
+
+
+@pytest.mark.parametrize(
+    "ref, exists",
+    [
+        ("x.txt", False),  # looks like a dotted module name: not importable
+        ("notes.txt", True),  # a file in the working directory that is not Python
+        ("./notes.txt", True),  # a path to a file that is not Python
+        ("missing/plugin.py", False),  # a path to no file
+        ("my-plugin", False),  # not a module name at all
+    ],
+)
+def test_rft_graders_with_a_bad_plugin_reference_says_what_is_accepted(tmp_path, monkeypatch, ref, exists):
+    from typer.testing import CliRunner
+
+    from rft.cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    if exists:
+        (tmp_path / "notes.txt").write_text("not python\n")
+    result = CliRunner().invoke(app, ["graders", "--plugin", ref])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    out = " ".join(result.output.split())
+    assert ref.lstrip("./") in out and "*.py" in out and "module" in out, out
+    assert "Traceback" not in out and "AssertionError" not in out

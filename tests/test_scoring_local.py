@@ -11,6 +11,7 @@ import pytest
 import rft
 from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import ConfigError, GraderError
+from rft.plugins import grader_set_from_config
 from rft.scoring import ScoringOptions, make_executor
 from rft.scoring.base import Job, Ledger
 from rft.scoring.cache import ResultCache, cache_key
@@ -24,7 +25,7 @@ def grader_set(*entries: dict, formula: str | None = None) -> GraderSet:
     cfg: dict = {"graders": list(entries), "plugins": [PLUGIN]}
     if formula:
         cfg["formula"] = formula
-    return GraderSet.from_config(cfg)
+    return grader_set_from_config(cfg)
 
 
 def kinds(result, gid: str) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 
 from rft.core import GraderSet, Sample
 from rft.core.errors import GraderError
+from rft.plugins import grader_set_from_config
 from rft.scoring import ScoringOptions, make_executor
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -19,7 +20,7 @@ TIMEOUT = 1.0
 
 
 def grader_set(*entries: dict) -> GraderSet:
-    return GraderSet.from_config({"graders": list(entries), "plugins": [PLUGIN]})
+    return grader_set_from_config({"graders": list(entries), "plugins": [PLUGIN]})
 
 
 def kinds(result, gid: str) -> list[str]:
@@ -156,7 +157,7 @@ def armed_grader_set(tmp_path: Path, fail: str) -> tuple[GraderSet, Path]:
     arm = tmp_path / "arm"
     plugin = tmp_path / "armed_plugin.py"
     plugin.write_text(ARMED_PLUGIN.format(arm=str(arm), fail=fail))
-    gs = GraderSet.from_config({"graders": [{"name": "steady"}], "plugins": [str(plugin)]})
+    gs = grader_set_from_config({"graders": [{"name": "steady"}], "plugins": [str(plugin)]})
     arm.touch()
     return gs, arm
 

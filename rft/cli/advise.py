@@ -79,16 +79,15 @@ def advise(
     from rft.advise.advisor import advise as run_advisor
     from rft.advise.probe import ProbeOptions
     from rft.advise.writer import write_config as write_run_config
-    from rft.core import GraderSet
     from rft.core.errors import RFTError
     from rft.data import load_examples
-    from rft.plugins import get_plugin_manager
+    from rft.plugins import get_plugin_manager, grader_set_from_file
 
     plugins = list(plugin or [])
     try:
         rows = load_examples(data)
         eval_rows = load_examples(eval_file) if eval_file is not None else None
-        grader_set = GraderSet.from_file(graders_file, plugins=plugins) if graders_file is not None else None
+        grader_set = grader_set_from_file(graders_file, plugins=plugins) if graders_file is not None else None
         if probe_model is not None and grader_set is None:
             fail("--probe-model grades the base model's samples: pass --graders too")
         pm_plugins = (grader_set.spec or {}).get("plugins", plugins) if grader_set is not None else plugins

@@ -133,12 +133,13 @@ def run_grade(
     from rich.table import Table
 
     from rft.data import load_rows
+    from rft.plugins import grader_set_from_file
     from rft.scoring import ScoringOptions, make_executor
 
     con = Console()
     try:
         rows = load_rows(data)
-        grader_set = GraderSet.from_file(graders_file, plugins=plugins)
+        grader_set = grader_set_from_file(graders_file, plugins=plugins)
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
         grader_set.check_inputs(columns - ({field} if field else set()), source=str(data))
         pairs = load_samples(rows, completions=completions, field=field, data_file=str(data))

@@ -14,7 +14,7 @@ from rft.cli.app import PluginOpt, app, console, fail
 @app.command()
 def version() -> None:
     """Print the rftkit version."""
-    from rft import __version__
+    from rft.core.version import __version__
 
     typer.echo(__version__)
 

@@ -80,10 +80,10 @@ def serve_graders(
     TOKEN` (the remote grader sends its `token:` or $RFT_GRADER_TOKEN); binding beyond
     127.0.0.1 without one is refused.
     """
-    from rft.core import GraderSet
     from rft.core.errors import RFTError
     from rft.judges.guard import check_bind, resolve_token
     from rft.judges.server import ServerOptions, serve
+    from rft.plugins import grader_set_from_file
     from rft.scoring import ScoringOptions
 
     try:
@@ -96,7 +96,7 @@ def serve_graders(
             max_concurrency=max_concurrency,
             scoring=ScoringOptions(num_workers=workers, default_timeout=default_timeout or None, inline=inline),
         )
-        grader_set = GraderSet.from_file(graders_file, plugins=list(plugin or []))
+        grader_set = grader_set_from_file(graders_file, plugins=list(plugin or []))
     except RFTError as err:
         fail(str(err))
     auth = "bearer token required" if token else "no token: this machine only"

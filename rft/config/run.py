@@ -175,7 +175,7 @@ class RunConfig:
     # -- graders --------------------------------------------------------------
     def grader_set(self, *, plugins: Sequence[str] = (), pm: Any = None) -> Any:
         """Build the :class:`rft.GraderSet` of ``graders:`` (errors name this config's keys)."""
-        from rft.core import GraderSet
+        from rft.plugins import grader_set_from_config, grader_set_from_file
 
         if self.graders is None:
             raise ConfigError(
@@ -185,9 +185,9 @@ class RunConfig:
             path = self.resolve_path(self.graders)
             if not path.exists():
                 raise ConfigError(f"grader-set file {str(path)!r} does not exist", file=self.source, key="graders")
-            return GraderSet.from_file(path, plugins=plugins, pm=pm)
+            return grader_set_from_file(path, plugins=plugins, pm=pm)
         prefix = "" if isinstance(self.graders, list) else "graders."
-        return GraderSet.from_config(
+        return grader_set_from_config(
             copy.deepcopy(self.graders),
             file=self.source,
             base_dir=self.base_dir,

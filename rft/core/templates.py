@@ -13,7 +13,7 @@ A template that is exactly one placeholder gives the raw value
 (:meth:`Template.value`); otherwise placeholders are replaced inside the text, with
 non-string values written as JSON (:meth:`Template.render`).
 
->>> from rft.core.grading import Sample
+>>> from rft.core import Sample
 >>> t = Template("Q: {{item.question}} A: {{ sample.output_text }}")
 >>> t.render(Sample("4", item={"question": "2+2?"}))
 'Q: 2+2? A: 4'
@@ -219,7 +219,7 @@ def render(template: str, sample: Sample) -> str:
     """Render one template for one sample (parses it each call; keep a :class:`Template`
     for repeated use).
 
-    >>> from rft.core.grading import Sample
+    >>> from rft.core import Sample
     >>> render("{{sample.output_json.city}}", Sample('{"city": "Paris"}'))
     'Paris'
     """
@@ -233,7 +233,7 @@ def render_inputs(templates: Sequence[Template], sample: Sample) -> list[str] | 
     gave no JSON, or no ``x``) is the model's failure: a score of 0 with the reason.
     A key missing from the *row* is a data error and raises :class:`TemplateError`.
 
-    >>> from rft.core.grading import Sample
+    >>> from rft.core import Sample
     >>> render_inputs([Template("{{sample.output_json.x}}")], Sample("no JSON here")).score
     0.0
     """
@@ -254,7 +254,7 @@ class InputReference:
     Subclasses call :meth:`_set_templates` in ``__init__`` and :meth:`render_pair` in
     ``__call__``; ``rft_columns`` (the dataset columns read) comes with it.
 
-    >>> from rft.core.grading import Sample
+    >>> from rft.core import Sample
     >>> g = InputReference()
     >>> g._set_templates("demo", "{{sample.output_text}}", "{{item.answer}}")
     >>> g.rft_columns, g.render_pair(Sample("4", item={"answer": "4"}))

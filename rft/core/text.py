@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["percentile", "shorten"]
+__all__ = ["percentile", "shorten", "snake_case"]
 
 
 def shorten(value: Any, n: int = 80) -> str:
@@ -37,3 +38,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def snake_case(name: str) -> str:
+    """A CamelCase class name in snake_case (the default name of a grader class).
+
+    >>> snake_case("ExactMatch")
+    'exact_match'
+    """
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()

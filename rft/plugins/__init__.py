@@ -1,15 +1,23 @@
-"""Plugins: the hook specifications, the plugin manager and the grader registry.
+"""Plugins: the hook specifications, one cached plugin manager, the grader registry, loading.
 
-Import the public names from here (``from rft.plugins import get_plugin_manager``).
+Import the public names from here (``from rft.plugins import get_plugin_manager``):
+
+- :mod:`rft.plugins.hookspecs`: every ``rft_*`` hook, and :data:`hookimpl` to implement one
+- :mod:`rft.plugins.manager`: the plugin manager (cached per process) and the grader registry
+- :mod:`rft.plugins.loading`: grader sets from configs, files and specs, through the registry
 """
 
 from __future__ import annotations
 
+from rft.plugins.hookspecs import hookimpl
+from rft.plugins.loading import grader_set_from_config, grader_set_from_file, grader_set_from_spec
 from rft.plugins.manager import (
     DEFAULT_PLUGINS,
+    DISABLE_ENV,
     ENTRY_POINT_GROUP,
     GraderRegistry,
     RegisteredGrader,
+    clear_plugin_cache,
     get_plugin_manager,
     get_registry,
     list_plugins,
@@ -18,11 +26,17 @@ from rft.plugins.manager import (
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
     "GraderRegistry",
     "RegisteredGrader",
+    "clear_plugin_cache",
     "get_plugin_manager",
     "get_registry",
+    "grader_set_from_config",
+    "grader_set_from_file",
+    "grader_set_from_spec",
+    "hookimpl",
     "list_plugins",
     "resolve_plugin_paths",
 ]

@@ -4,6 +4,11 @@ Built-in graders are ordinary plugins listed in :data:`DEFAULT_PLUGINS`. Third-p
 packages declare ``[project.entry-points.rft]``. A plugin file or module can be named
 in a grader-set/run config (``plugins:``) or with ``--plugin``. Set
 ``RFT_DISABLE_PLUGINS=name1,name2`` to block plugins by name.
+
+One plugin manager per process: :func:`get_plugin_manager` caches managers by the
+plugins asked for, its flags and the blocked names, so the plugins of a config are
+imported and their hooks checked once; :func:`clear_plugin_cache` forgets them (tests
+that change what is installed call it). pluggy is used through its public API only.
 """
 
 from __future__ import annotations
@@ -16,23 +21,31 @@ import inspect
 import logging
 import os
 import sys
-from collections.abc import Iterable, Sequence
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType, FrameType, ModuleType, TracebackType
 from typing import Any
 
 import pluggy
 
+from rft.core import Grader, as_grader
 from rft.core.errors import PluginError, UnknownGraderError, did_you_mean
+from rft.core.text import snake_case
+from rft.core.version import __version__
 from rft.plugins import hookspecs
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_PLUGINS",
+    "DISABLE_ENV",
     "ENTRY_POINT_GROUP",
     "GraderRegistry",
     "RegisteredGrader",
+    "clear_plugin_cache",
     "get_plugin_manager",
     "get_registry",
     "list_plugins",
@@ -55,6 +68,9 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "graders.code",
 )
 
+#: What ``--plugin`` and a config's ``plugins:`` accept, for error messages.
+_ACCEPTED = "a plugin is a path to a Python file (*.py) or an importable module name (e.g. my_package.graders)"
+
 
 @dataclass
 class RegisteredGrader:
@@ -69,15 +85,15 @@ class RegisteredGrader:
 
     @property
     def is_factory(self) -> bool:
+        """True for a grader class, whose parameters come from the grader-set file."""
         return isinstance(self.obj, type)
 
-    def make(self, params: dict[str, Any] | None = None) -> Any:
+    def make(self, params: dict[str, Any] | None = None) -> Grader:
         """A :class:`rft.Grader` for this entry, with ``params`` from a grader-set file."""
-        from rft.core import as_grader
-
         return as_grader(self.obj, name=self.name, plugin=self.plugin, params=params or {})
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as ``rft graders --json`` shows it."""
         return {
             "name": self.name,
             "plugin": self.plugin,
@@ -95,15 +111,19 @@ class GraderRegistry:
         self._graders: dict[str, RegisteredGrader] = {}
 
     def register(self, obj: Any, name: str | None = None, *, plugin: str = "?") -> None:
-        from rft.core.grading import Grader, _snake
+        """Add a grader, a grader class or a TRL-style reward function under ``name``.
 
+        Raises:
+            PluginError: ``obj`` is not callable, the name is not an identifier, or another
+                plugin registered the same name (the message names both plugins).
+        """
         if isinstance(obj, Grader):
             gname, desc, inputs, params = name or obj.name, obj.description, obj.inputs, obj.defaults
         elif isinstance(obj, type):
             meta = getattr(obj, "__rft_grader__", {})
-            gname = name or meta.get("name") or _snake(obj.__name__)
+            gname = name or meta.get("name") or snake_case(obj.__name__)
             desc = meta.get("description") or (inspect.getdoc(obj) or "").split("\n")[0]
-            sig = inspect.signature(type(obj).__call__ if False else obj.__call__)
+            sig = inspect.signature(obj.__call__)
             inputs = tuple(p for p in sig.parameters if p != "self")
             params = {
                 p.name: (None if p.default is p.empty else p.default)
@@ -126,6 +146,7 @@ class GraderRegistry:
         self._graders[gname] = RegisteredGrader(gname, obj, plugin, desc or "", tuple(inputs), params)
 
     def get(self, name: str) -> RegisteredGrader:
+        """The entry named ``name``; raises :class:`UnknownGraderError` suggesting close names."""
         try:
             return self._graders[name]
         except KeyError:
@@ -134,14 +155,24 @@ class GraderRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._graders
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[RegisteredGrader]:
         return iter(sorted(self._graders.values(), key=lambda r: r.name))
 
     def __len__(self) -> int:
         return len(self._graders)
 
     def names(self) -> list[str]:
+        """The registered names, sorted."""
         return sorted(self._graders)
+
+
+# ---------------------------------------------------------------------------
+# plugin references: files and modules
+# ---------------------------------------------------------------------------
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith(".py") or "/" in ref or os.sep in ref
 
 
 def resolve_plugin_paths(refs: Iterable[str], base_dir: str | Path | None) -> list[str]:
@@ -149,7 +180,7 @@ def resolve_plugin_paths(refs: Iterable[str], base_dir: str | Path | None) -> li
     out = []
     for ref in refs:
         ref = str(ref)
-        if ref.endswith(".py") or "/" in ref or os.sep in ref:
+        if _looks_like_path(ref):
             p = Path(ref)
             if not p.is_absolute() and base_dir is not None:
                 p = Path(base_dir) / p
@@ -159,32 +190,74 @@ def resolve_plugin_paths(refs: Iterable[str], base_dir: str | Path | None) -> li
     return out
 
 
-def _load_plugin_ref(ref: str) -> tuple[str, Any]:
-    if ref.endswith(".py") or os.sep in ref or "/" in ref:
-        path = Path(ref).resolve()
-        if not path.is_file():
-            raise PluginError(f"plugin file not found: {ref}")
-        modname = f"rft_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-        if modname in sys.modules:
-            return str(path), sys.modules[modname]
-        spec = importlib.util.spec_from_file_location(modname, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[modname] = module
-        try:
-            spec.loader.exec_module(module)
-        except Exception as err:
-            del sys.modules[modname]
-            raise PluginError(f"plugin file {ref} failed to import: {type(err).__name__}: {err}") from err
-        return str(path), module
+def _load_plugin_file(ref: str) -> tuple[str, ModuleType]:
+    path = Path(ref).resolve()
+    if not path.is_file():
+        raise PluginError(f"plugin file not found: {ref} ({_ACCEPTED})")
+    if path.suffix != ".py":
+        raise PluginError(f"plugin {ref!r} is not a Python file; {_ACCEPTED}")
+    modname = f"rft_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    if modname in sys.modules:
+        return str(path), sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a *.py file always has a source loader
+        raise PluginError(f"plugin file {ref} cannot be imported; {_ACCEPTED}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[modname]
+        raise PluginError(f"plugin file {ref} failed to import: {type(err).__name__}: {err}") from err
+    return str(path), module
+
+
+def _load_plugin_module(ref: str) -> tuple[str, ModuleType]:
+    if not all(part.isidentifier() for part in ref.split(".")):
+        raise PluginError(f"plugin {ref!r} is neither a Python file (*.py) nor a module name; {_ACCEPTED}")
     try:
         return ref, importlib.import_module(ref)
-    except ImportError as err:
-        raise PluginError(f"plugin module {ref!r} could not be imported: {err}") from err
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if ref == missing or ref.startswith(missing + "."):  # the module itself is missing, not one it imports
+            found = f"a file named {ref!r} exists but is not a .py file" if Path(ref).exists() else str(err)
+            raise PluginError(
+                f"plugin {ref!r} is neither a Python file (*.py) nor an importable module ({found}); {_ACCEPTED}"
+            ) from err
+        raise PluginError(f"plugin module {ref!r} failed to import: {type(err).__name__}: {err}") from err
+    except Exception as err:
+        raise PluginError(f"plugin module {ref!r} failed to import: {type(err).__name__}: {err}") from err
 
 
-def _blocked() -> set[str]:
-    return {p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip()}
+def _load_plugin_ref(ref: str) -> tuple[str, ModuleType]:
+    """Import a plugin reference: ``(name to register it under, module)``."""
+    if _looks_like_path(ref):
+        return _load_plugin_file(ref)
+    return _load_plugin_module(ref)
+
+
+def _blocked() -> frozenset[str]:
+    return frozenset(p.strip() for p in os.environ.get(DISABLE_ENV, "").split(",") if p.strip())
+
+
+# ---------------------------------------------------------------------------
+# the plugin manager (one per process and set of plugins)
+# ---------------------------------------------------------------------------
+
+_LOCK = threading.RLock()
+_MANAGERS: dict[tuple[Any, ...], pluggy.PluginManager] = {}
+_REGISTRIES: weakref.WeakKeyDictionary[pluggy.PluginManager, GraderRegistry] = weakref.WeakKeyDictionary()
+
+
+def clear_plugin_cache() -> None:
+    """Forget every cached plugin manager and registry (the next call builds them anew).
+
+    Call it after installing or removing a plugin package in a running process; tests
+    that fake entry points use the ``fresh_plugins`` fixture, which calls it.
+    """
+    with _LOCK:
+        _MANAGERS.clear()
+        _REGISTRIES.clear()
 
 
 def get_plugin_manager(
@@ -193,7 +266,10 @@ def get_plugin_manager(
     builtins: bool = True,
     entry_points: bool = True,
 ) -> pluggy.PluginManager:
-    """A plugin manager with the built-ins, installed entry points and the given plugins.
+    """The plugin manager with the built-ins, installed entry points and the given plugins.
+
+    Repeated calls with the same plugins, flags and ``RFT_DISABLE_PLUGINS`` return the
+    same manager (and :func:`get_registry` the same registry).
 
     Args:
         plugins: plugin files (``*.py`` paths) or importable module names.
@@ -201,43 +277,42 @@ def get_plugin_manager(
         entry_points: load installed packages' ``rft`` entry points.
 
     Raises:
-        PluginError: a plugin fails to import, or implements a hook that does not exist.
+        PluginError: a plugin reference is neither a ``.py`` file nor a module, a plugin
+            fails to import, or it implements a hook that does not exist.
     """
-    pm = pluggy.PluginManager("rft")
+    refs = tuple(str(Path(r).resolve()) if _looks_like_path(str(r)) else str(r) for r in plugins)
+    key = (refs, builtins, entry_points, _blocked())
+    with _LOCK:
+        pm = _MANAGERS.get(key)
+        if pm is None:
+            pm = _build_plugin_manager(refs, builtins=builtins, entry_points=entry_points, blocked=key[3])
+            _MANAGERS[key] = pm
+        return pm
+
+
+def _build_plugin_manager(
+    refs: Sequence[str], *, builtins: bool, entry_points: bool, blocked: Iterable[str]
+) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
-    for name in _blocked():
+    for name in blocked:
         pm.set_blocked(name)
     if builtins:
         for modname in DEFAULT_PLUGINS:
-            if pm.is_blocked(modname):
-                continue
-            pm.register(importlib.import_module(modname), name=modname)
+            if not pm.is_blocked(modname):
+                pm.register(importlib.import_module(modname), name=modname)
     if entry_points:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
-                continue
-            try:
-                plugin = ep.load()
-            except Exception as err:
-                raise PluginError(
-                    f"plugin {ep.name!r} (entry point {ep.value!r} of {ep.dist.name if ep.dist else '?'}) "
-                    f"failed to load: {type(err).__name__}: {err}"
-                ) from err
-            pm.register(plugin, name=ep.name)
-            pm._plugin_distinfo.append((plugin, pluggy._manager.DistFacade(ep.dist)))  # type: ignore[attr-defined]
-    for ref in plugins:
+        _load_entry_points(pm)
+    for ref in refs:
         name, module = _load_plugin_ref(ref)
-        if pm.is_blocked(name) or pm.get_plugin(name) is not None:
-            continue
-        if pm.is_registered(module):
+        if pm.is_blocked(name) or pm.has_plugin(name) or pm.is_registered(module):
             continue
         pm.register(module, name=name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as err:
         hooks = [n for n in dir(hookspecs) if n.startswith("rft_")]
-        bad = getattr(err, "plugin", None)
-        pname = pm.get_name(bad) if bad is not None else "?"
+        pname = pm.get_name(err.plugin) or "?"
         hookname = str(err).split("unknown hook ")[-1].split(" ")[0].strip("'\"")
         raise PluginError(
             f"plugin {pname!r} implements unknown hook {hookname!r}: {did_you_mean(hookname, hooks)}"
@@ -245,30 +320,97 @@ def get_plugin_manager(
     return pm
 
 
-def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
-    """Call every ``rft_register_graders`` implementation, attributing each grader to its plugin."""
-    cached = getattr(pm, "_rft_registry", None)
-    if cached is not None:
-        return cached
-    registry = GraderRegistry()
-    # get_hookimpls() is in registration order (built-ins, entry points, files): a clash
-    # then names the earlier plugin as the owner and the later one as the one to block
-    for impl in pm.hook.rft_register_graders.get_hookimpls():
-        plugin_name = impl.plugin_name
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    """Load the ``rft`` entry points one name at a time, so a failure names its entry point."""
+    seen: set[str] = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in seen or pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
+            continue
+        seen.add(ep.name)
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+        except Exception as err:
+            dist = ep.dist.name if ep.dist is not None else "an unknown distribution"
+            raise PluginError(
+                f"plugin {ep.name!r} (entry point {ep.value!r} of {dist}) failed to load: "
+                f"{type(err).__name__}: {err}; fix or uninstall {dist}, or block it with {DISABLE_ENV}={ep.name}"
+            ) from err
 
-        def register(obj: Any, name: str | None = None, _p: str = plugin_name) -> None:
-            registry.register(obj, name, plugin=_p)
+
+# ---------------------------------------------------------------------------
+# the grader registry
+# ---------------------------------------------------------------------------
+
+
+def _codes(fn: Any) -> list[CodeType]:
+    """The code objects whose frames run when pluggy calls ``fn`` (itself and what it wraps)."""
+    out = []
+    for f in (fn, inspect.unwrap(fn)):
+        code = getattr(f, "__code__", None)
+        if isinstance(code, CodeType):
+            out.append(code)
+    return out
+
+
+def _plugin_on_stack(frame: FrameType | None, owners: dict[int, str]) -> str | None:
+    while frame is not None:
+        owner = owners.get(id(frame.f_code))
+        if owner is not None:
+            return owner
+        frame = frame.f_back
+    return None
+
+
+def _plugin_in_traceback(trace: TracebackType | None, owners: dict[int, str]) -> str | None:
+    found = None
+    while trace is not None:
+        found = owners.get(id(trace.tb_frame.f_code), found)
+        trace = trace.tb_next
+    return found
+
+
+def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
+    """The graders every plugin registers, each attributed to its plugin (cached per manager).
+
+    ``rft_register_graders`` is called once through ``pm.hook``, so hook wrappers see
+    the call. Each ``register(...)`` is attributed to the plugin whose implementation
+    is on the call stack, and registrations are applied in plugin registration order
+    (built-ins, entry points, files): a clash names the earlier plugin as the owner and
+    the later one as the one to block.
+
+    Raises:
+        PluginError: a plugin's hook raised, or registered a bad or clashing grader.
+    """
+    with _LOCK:
+        cached = _REGISTRIES.get(pm)
+        if cached is not None:
+            return cached
+        hook = pm.hook.rft_register_graders
+        impls = hook.get_hookimpls()  # registration order; pluggy calls them in reverse
+        order = {impl.plugin_name: i for i, impl in enumerate(impls)}
+        # by identity: equal code objects from two plugin files with the same source compare equal
+        owners = {id(code): impl.plugin_name for impl in impls for code in _codes(impl.function)}
+        calls: list[tuple[str, Any, str | None]] = []
+
+        def register(obj: Any, name: str | None = None) -> None:
+            here = inspect.currentframe()
+            plugin = _plugin_on_stack(here.f_back if here is not None else None, owners)
+            calls.append((plugin or "<unknown plugin>", obj, name))
 
         try:
-            impl.function(register=register)
+            hook(register=register)
         except PluginError:
             raise
         except Exception as err:
+            culprit = _plugin_in_traceback(err.__traceback__, owners) or "<unknown plugin>"
             raise PluginError(
-                f"plugin {plugin_name!r} failed in rft_register_graders: {type(err).__name__}: {err}"
+                f"plugin {culprit!r} failed in rft_register_graders: {type(err).__name__}: {err}"
             ) from err
-    pm._rft_registry = registry  # type: ignore[attr-defined]
-    return registry
+        registry = GraderRegistry()
+        for plugin, obj, name in sorted(calls, key=lambda c: order.get(c[0], len(order))):
+            registry.register(obj, name, plugin=plugin)
+        _REGISTRIES[pm] = registry
+        return registry
 
 
 def list_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
@@ -279,12 +421,10 @@ def list_plugins(pm: pluggy.PluginManager) -> list[dict[str, Any]]:
         if plugin is None:
             continue
         dist = dists.get(id(plugin))
+        version: str | None
         if dist is not None:
-            version = dist.version
-            package = dist.project_name
+            version, package = dist.version, dist.project_name
         elif name in DEFAULT_PLUGINS:
-            from rft import __version__
-
             version, package = __version__, "rftkit (built-in)"
         else:
             version, package = None, "local"

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from rft.core.grading import _TRL_NAMES, Grader, Outcome, Sample
+from rft.core import TRL_NAMES, Grader, Outcome, Sample
 
 __all__ = ["ResultCache", "cache_key", "grader_inputs"]
 
@@ -38,7 +38,7 @@ def grader_inputs(grader: Grader, sample: Sample) -> dict[str, Any]:
     {'completion': '4', 'answer': '4'}
     """
     if grader.trl_style:
-        names = [*_TRL_INPUTS, *(n for n in grader.inputs if n not in grader.bound and n not in _TRL_NAMES)]
+        names = [*_TRL_INPUTS, *(n for n in grader.inputs if n not in grader.bound and n not in TRL_NAMES)]
     else:
         names = [n for n in grader.inputs if n not in grader.bound]
     out: dict[str, Any] = {}
@@ -77,7 +77,7 @@ class ResultCache:
     Args:
         max_entries: entries kept; the least recently used are dropped beyond it.
 
-    >>> from rft.core.grading import OutcomeKind
+    >>> from rft.core import OutcomeKind
     >>> c = ResultCache(max_entries=1)
     >>> c.put("k", Outcome(OutcomeKind.SCORE, score=1.0))
     >>> c.get("k").cached, c.get("missing")

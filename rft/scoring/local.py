@@ -130,7 +130,7 @@ class LocalExecutor(Executor):
         options: ``num_workers``, ``default_timeout``, ``error_budget``, ``cache``, ``inline``.
 
     >>> import rft
-    >>> from rft.core.grading import GraderSet, Sample
+    >>> from rft.core import GraderSet, Sample
     >>> gs = GraderSet([rft.grader(lambda completion: len(completion) / 10, name="length")])
     >>> with LocalExecutor(gs, ScoringOptions(inline=True)) as ex:
     ...     ex.score([Sample("hello"), Sample("hi")]).scores("length")

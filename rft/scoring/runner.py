@@ -3,7 +3,7 @@
 The same code runs inside local worker processes (:mod:`rft.scoring.local`), inside
 Ray grader actors (:mod:`rft.scoring.ray`) and in-process (``inline`` mode). It never
 imports Ray, and it never raises for grader faults: every sample gets an
-:class:`~rft.core.grading.Outcome`.
+:class:`~rft.core.Outcome`.
 
 Two ways of enforcing a timeout live here:
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.plugins import grader_set_from_spec
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def make_payload(grader_set: GraderSet) -> GraderSetPayload:
 def load_grader_set(payload: GraderSetPayload) -> GraderSet:
     """Rebuild the grader set in this process (once per worker or actor)."""
     if payload.spec is not None:
-        return GraderSet.from_spec(payload.spec)
+        return grader_set_from_spec(payload.spec)
     import pickle
 
     return pickle.loads(payload.pickled)  # type: ignore[arg-type]

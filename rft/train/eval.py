@@ -74,7 +74,7 @@ def summarize(grader_set: GraderSet, result: Any, *, threshold: float) -> dict[s
 
     Samples a grader does not apply to (None) are left out of its mean; errors are counted.
 
-    >>> from rft.core.grading import grader, GraderSet, Outcome, OutcomeKind
+    >>> from rft.core import grader, GraderSet, Outcome, OutcomeKind
     >>> from rft.scoring.base import BatchResult
     >>> gs = GraderSet([grader(lambda completion: 1.0, name="a")])
     >>> r = BatchResult([{"a": Outcome(OutcomeKind.SCORE, 1.0)}, {"a": Outcome(OutcomeKind.SCORE, 0.0)}], [1.0, 0.0])

@@ -1,0 +1,264 @@
+"""Grader sets: graders with weights, run policies and an optional formula.
+
+Building a set from a config names graders through the plugin registry; that lives
+in the plugins layer (:func:`rft.plugins.grader_set_from_config`). Here: the set
+itself, one entry built from a config item against a registry, and the YAML reader.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rft.core.errors import ConfigError, GraderError, did_you_mean
+from rft.core.formula import evaluate_formula
+from rft.core.grader import Grader, as_grader
+from rft.core.outcome import Outcome, is_number
+from rft.core.sample import Sample
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ENTRY_KEYS", "GraderEntry", "GraderSet", "build_entry", "load_yaml_or_json", "raise_for_errors"]
+
+#: Keys every grader-set entry accepts, whatever the grader.
+ENTRY_KEYS = ("id", "weight", "timeout", "on_error", "retries", "range")
+
+
+@dataclass
+class GraderEntry:
+    """A grader in a set, with how it is weighted and run.
+
+    Attributes:
+        id: the name it is logged under and referenced by in a formula.
+        weight: its weight in the reward; 0 logs it without training on it.
+        timeout: seconds before a call is stopped and recorded as a timeout.
+        on_error: ``"fail"`` (count as an error), ``"skip"`` (not applicable) or a fixed score.
+        retries: how often infrastructure errors are retried.
+    """
+
+    id: str
+    grader: Grader
+    weight: float = 1.0
+    timeout: float | None = None
+    on_error: str | float = "fail"
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.on_error, str) and self.on_error not in ("fail", "skip"):
+            raise ValueError(f"on_error must be 'fail', 'skip' or a number, got {self.on_error!r}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {self.timeout}")
+
+    def apply_policy(self, outcome: Outcome) -> Outcome:
+        """Apply ``on_error`` to an error outcome (the error itself stays recorded)."""
+        if outcome.ok or self.on_error == "fail":
+            return outcome
+        if self.on_error == "skip":
+            outcome.score = None
+        else:
+            outcome.score = float(self.on_error)
+        outcome.fallback = True
+        return outcome
+
+
+class GraderSet:
+    """Graders with weights, an optional formula, and per-grader metrics.
+
+    Args:
+        entries: the graders (``GraderEntry`` or plain graders, weight 1).
+        formula: optional expression over grader ids combining their scores, evaluated
+            safely (simpleeval), e.g. ``"0.7 * correct + 0.3 * format"``.
+        spec: the config it was built from, so workers can rebuild it (set by loaders).
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[GraderEntry | Grader | Callable[..., Any]],
+        formula: str | None = None,
+        *,
+        spec: Mapping[str, Any] | None = None,
+    ):
+        self.entries: list[GraderEntry] = []
+        for e in entries:
+            if not isinstance(e, GraderEntry):
+                g = as_grader(e)
+                e = GraderEntry(id=g.name, grader=g)
+            self.entries.append(e)
+        ids = [e.id for e in self.entries]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ConfigError(f"grader id {dupes[0]!r} is used twice; give one of them an `id:`")
+        if not self.entries:
+            raise ConfigError("a grader set needs at least one grader")
+        self.formula = formula
+        self.spec = dict(spec) if spec is not None else None
+        if formula:
+            self._check_formula(formula)
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, key: str) -> GraderEntry:
+        for e in self.entries:
+            if e.id == key:
+                return e
+        raise KeyError(f"no grader {key!r} in this set: {did_you_mean(key, self.ids)}")
+
+    def __repr__(self) -> str:
+        return f"GraderSet({', '.join(f'{e.id}×{e.weight:g}' for e in self.entries)})"
+
+    @property
+    def ids(self) -> list[str]:
+        return [e.id for e in self.entries]
+
+    @property
+    def weights(self) -> list[float]:
+        return [e.weight for e in self.entries]
+
+    def check_inputs(self, columns: Collection[str], *, source: str | None = None) -> None:
+        """Fail now, not at step 100, when a grader asks for a column the data lacks."""
+        for e in self.entries:
+            missing = e.grader.missing_columns(columns)
+            if missing:
+                where = f" in {source}" if source else ""
+                raise ConfigError(
+                    f"grader {e.id!r} needs column {missing[0]!r}, which the data{where} does not have "
+                    f"(columns: {', '.join(sorted(columns)) or 'none'}); {did_you_mean(missing[0], columns)}",
+                    key=f"graders.{e.id}",
+                )
+
+    def _check_formula(self, formula: str) -> None:
+        try:
+            self.combine({i: 0.5 for i in self.ids}, _raise=True)
+        except Exception as err:
+            raise ConfigError(
+                f"formula {formula!r} is invalid: {err} (names available: {', '.join(self.ids)})", key="formula"
+            ) from err
+
+    def combine(self, scores: Mapping[str, float | None], *, _raise: bool = False) -> float | None:
+        """The reward for one sample from its per-grader scores.
+
+        Without a formula: the weighted sum of the scores that apply (None is skipped,
+        like TRL's nansum); None when none applies. With a formula: its value, or None
+        when a score it uses is None.
+
+        >>> from rft.core import grader
+        >>> gs = GraderSet([grader(lambda completion: 1.0, name="a")])
+        >>> gs.combine({"a": 0.5})
+        0.5
+        """
+        if self.formula:
+            known = {k: v for k, v in scores.items() if v is not None}
+            if len(known) < len(scores) and not _raise:
+                return None
+            if _raise:
+                return evaluate_formula(self.formula, known)
+            try:
+                return evaluate_formula(self.formula, known)
+            except (ArithmeticError, TypeError, ValueError) as err:  # e.g. a division by a zero score
+                logger.warning("formula %r failed on scores %s: %s; reward is None", self.formula, dict(scores), err)
+                return None
+        total, seen = 0.0, False
+        for e in self.entries:
+            s = scores.get(e.id)
+            if s is None or e.weight == 0:
+                continue
+            total += e.weight * s
+            seen = True
+        return total if seen else None
+
+
+def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str = "graders[?]") -> GraderEntry:
+    """Build one :class:`GraderEntry` from a grader-set entry.
+
+    An entry is a registered grader (``name:`` plus parameters) or an OpenAI grader
+    object (``type:`` plus its fields, with ``name`` as its id). ``weight``, ``timeout``,
+    ``on_error``, ``retries``, ``range`` and ``id`` are common to both.
+    """
+    if isinstance(item, str):
+        item = {"name": item}
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"a grader entry must be a mapping or a name, got {type(item).__name__}", file=file, key=key)
+    item = dict(item)
+    common = {k: item.pop(k) for k in ENTRY_KEYS if k in item}
+    if "type" in item:
+        gname = item.pop("type")
+        gid = common.get("id") or item.get("name") or gname
+        params = item  # OpenAI objects keep their own `name` field; factories accept it
+    elif "name" in item:
+        gname = item.pop("name")
+        gid = common.get("id") or gname
+        params = item
+    else:
+        raise ConfigError(
+            "a grader entry needs `name:` (a registered grader) or `type:` (an OpenAI grader)", file=file, key=key
+        )
+    try:
+        registered = registry.get(gname)
+    except KeyError as err:
+        raise ConfigError(str(err), file=file, key=f"{key}.{'name' if 'type' not in item else 'type'}") from None
+    if "range" in common and registered.is_factory and "range" in registered.params:
+        params = {**params, "range": common["range"]}  # the factory uses it too (e.g. score_model)
+    try:
+        g = registered.make(params)
+    except (TypeError, ValueError, ConfigError) as err:
+        raise ConfigError(str(err), file=file, key=key) from err
+    if "range" in common:
+        r = common["range"]
+        if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(is_number(x) for x in r)):
+            raise ConfigError(f"`range` must be [low, high], got {r!r}", file=file, key=f"{key}.range")
+        g.range = (float(r[0]), float(r[1]))
+    weight = common.get("weight", 1.0)
+    if not is_number(weight):
+        raise ConfigError(f"`weight` must be a number, got {weight!r}", file=file, key=f"{key}.weight")
+    timeout = common.get("timeout")
+    if timeout is not None and (not is_number(timeout) or timeout <= 0):
+        raise ConfigError(
+            f"`timeout` must be a positive number of seconds, got {timeout!r}", file=file, key=f"{key}.timeout"
+        )
+    on_error = common.get("on_error", "fail")
+    if not (on_error in ("fail", "skip") or is_number(on_error)):
+        raise ConfigError(
+            f"`on_error` must be 'fail', 'skip' or a number, got {on_error!r}", file=file, key=f"{key}.on_error"
+        )
+    retries = common.get("retries", 2)
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"`retries` must be a non-negative integer, got {retries!r}", file=file, key=f"{key}.retries")
+    return GraderEntry(id=str(gid), grader=g, weight=float(weight), timeout=timeout, on_error=on_error, retries=retries)
+
+
+def load_yaml_or_json(text: str, source: str) -> Any:
+    """Parse YAML (a superset of JSON), naming the file and line on error."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{source}{line}: invalid YAML/JSON: {problem}") from err
+
+
+def raise_for_errors(
+    grader_set: GraderSet, outcomes: Sequence[Mapping[str, Outcome]], samples: Sequence[Sample]
+) -> None:
+    """Raise :class:`GraderError` for the first error outcome (used by strict callers)."""
+    for i, per in enumerate(outcomes):
+        for gid, out in per.items():
+            if out.kind.is_error:
+                entry = grader_set[gid]
+                raise GraderError(
+                    f"{out.error} (sample {i})",
+                    grader=gid,
+                    plugin=entry.grader.plugin,
+                    kind=out.kind.value,
+                    sample_index=i,
+                    sample=samples[i].to_dict() if i < len(samples) else None,
+                    traceback=out.traceback,
+                )
