@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rft.core import GraderSet, Sample
 from rft.core.errors import ConfigError, PluginError, did_you_mean
+from rft.core.version import __version__
 from rft.data.rows import to_example
 from rft.judges.guard import RequestGuard, check_bind
 from rft.judges.pool import ScoringPool
@@ -145,16 +146,6 @@ def _parse(raw: bytes, max_samples: int) -> tuple[list[str] | None, list[Sample]
     return req.graders, [to_sample(s) for s in req.samples]
 
 
-def _version() -> str:
-    """rftkit's version, as installed (``rft`` itself is a higher layer than this module)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("rftkit")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
-
-
 def _graders_listing(grader_set: GraderSet) -> list[dict[str, Any]]:
     rows = []
     for e in grader_set:
@@ -185,7 +176,7 @@ def create_app(grader_set: GraderSet, options: ServerOptions | None = None) -> F
     >>> sorted(r.path for r in app.routes if r.path.startswith(("/v1", "/health")))
     ['/health', '/v1/grade', '/v1/graders']
     """
-    version = _version()
+    version = __version__
     opts = options or ServerOptions()
     pool = ScoringPool(grader_set, opts.scoring, max_concurrency=opts.max_concurrency)
 
