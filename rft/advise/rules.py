@@ -97,21 +97,26 @@ def collect_signals(
         "probe": probe.to_dict() if probe is not None else None,
     }
     signals: list[Signal] = []
+    plugins = [plugin for _, plugin in pm.list_name_plugin() if plugin is not None]
     for impl in reversed(pm.hook.rft_advisor_signals.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
         name = impl.plugin_name
+        # one plugin at a time through pluggy's public subset caller, so each signal names its plugin
+        call = pm.subset_hook_caller("rft_advisor_signals", remove_plugins=[p for p in plugins if p is not impl.plugin])
         try:
-            result = impl.function(**{a: kwargs[a] for a in impl.argnames if a in kwargs})
+            results = call(**kwargs)
         except RFTError:
             raise
         except Exception as err:
             raise PluginError(f"plugin {name!r} failed in rft_advisor_signals: {type(err).__name__}: {err}") from err
-        if result is None:
-            continue
-        if not isinstance(result, list):
-            raise PluginError(
-                f"plugin {name!r}: rft_advisor_signals must return a list of signals or None, got {type(result).__name__}"
-            )
-        signals.extend(_signal(name, i, sig) for i, sig in enumerate(result))
+        for result in results:
+            if not isinstance(result, list):
+                raise PluginError(
+                    f"plugin {name!r}: rft_advisor_signals must return a list of signals or None, "
+                    f"got {type(result).__name__}"
+                )
+            signals.extend(_signal(name, i, sig) for i, sig in enumerate(result))
     return signals
 
 
