@@ -151,8 +151,9 @@ def connect(address: str | None = None, *, dashboard: bool = False, **init_kwarg
             # address="local" starts a new Ray even when `ray start` left one running on this machine
             ray.init(address="local", include_dashboard=dashboard, **init_kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
+        what = f"connect to Ray at {target!r} (address from {source})" if target else "start a local Ray"
         raise ClusterError(
-            f"cannot connect to Ray at {target or 'a new local Ray'!r} (address from {source}): {err}; start a "
+            f"cannot {what}: {err}; start a "
             "cluster with `ray start --head` or pass --address; an address from RAY_ADDRESS must be reachable "
             "from this machine"
         ) from err
