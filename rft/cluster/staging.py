@@ -239,7 +239,10 @@ def stage_run(
         doc = todo.pop()
         if doc in texts:
             continue
-        text = doc.read_text(encoding="utf-8")
+        try:
+            text = doc.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # not a text document: staged as a plain file
         refs = _refs(text, doc.parent, root, skip=_OUTPUT_KEYS if doc == config else set())
         if refs is None:
             continue

@@ -267,6 +267,9 @@ def _cuda_bf16() -> bool:
 def load_config(path: str | Path, *, output_dir: str | Path | None = None, check_trl: bool = True) -> RunConfig:
     """Read, validate and type a run config file.
 
+    The one way a run config is loaded: ``rft train`` (``--dry-run`` too) and ``rft submit``
+    call it, so a config that one accepts the others accept, with the same errors.
+
     Args:
         path: the YAML (or JSON) file.
         output_dir: overrides ``output_dir`` (``rft train --output-dir``).
