@@ -123,3 +123,21 @@ def test_a_bad_config_fails_before_anything_is_sent(sibling_project, monkeypatch
         assert res.exit_code == 2, res.output
         for frag in fragments:
             assert "".join(frag.split()) in out, res.output
+
+
+def test_tiny_model_folder_and_plugin_files_outside_the_config_folder(sibling_project, tmp_path):
+    # `tiny:DIR` keeps its prefix; a --plugin file outside the config's folder is passed on by its staged path
+    from rft.cluster.staging import OUTSIDE_DIR, stage_run
+    from rft.config import load_config
+
+    (sibling_project / "models" / "t").mkdir()
+    (sibling_project / "models" / "t" / "config.json").write_text("{}")
+    (sibling_project / "plugins").mkdir()
+    (sibling_project / "plugins" / "extra.py").write_text("import rft\n")
+    run = sibling_project / "configs" / "run.yaml"
+    run.write_text(run.read_text().replace("model: ../models/small", "model: tiny:../models/t"))
+    dest = tmp_path / "stage"
+    staged = stage_run(load_config(run), dest, plugin_files=[sibling_project / "plugins" / "extra.py"])
+    assert f'model: "tiny:{OUTSIDE_DIR}/1-models/t"' in (dest / "run.yaml").read_text()
+    assert (dest / OUTSIDE_DIR / "1-models" / "t" / "config.json").is_file()
+    assert staged.plugins == [f"{OUTSIDE_DIR}/4-plugins/extra.py"] and (dest / staged.plugins[0]).is_file()
