@@ -98,7 +98,7 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "extra_plugin.py").write_text("import rft\n")
     (tmp_path / "unrelated.txt").write_text("must not travel\n")
     (tmp_path / "run.yaml").write_text(
-        "model: tiny\ndata:\n  train: data/train.jsonl\ngraders: graders.yaml\nstages:\n  rft: {max_steps: 1}\n"
+        "model: tiny\ndata:\n  train: data/train.jsonl\ngraders: graders.yaml\nstages:\n  rft: {trl: {max_steps: 1}}\n"
     )
     return tmp_path
 
@@ -225,18 +225,38 @@ def test_submit_rft_train_writes_the_adapter(head, tmp_path):
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
 
 
+def test_submit_the_shipped_tiny_config_from_the_repo_root(head):
+    """The issue's case: configs/tiny.yaml names ../examples/tiny/* (outside its folder). Run from
+    the repo root, `rft submit` stages those files, rewrites their paths and the job trains."""
+    url, env = head
+    r = rft(env, "submit", "configs/tiny.yaml", "--address", url, "--wait", cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    job_id = r.stdout.splitlines()[0].strip()
+    assert _status(env, url, job_id) == "SUCCEEDED"
+    logs = rft(env, "jobs", "logs", job_id, "--address", url).stdout
+    assert "done: adapter in" in logs and "file not found" not in logs
+
+
+# --------------------------------------------------------------------------- staging (no Ray)
+
+
 def test_staging_keeps_the_layout_and_refuses_large_inputs(project, tmp_path):
-    from rft.cluster.distributed import build_runtime_env, stage_working_dir
+    from rft.cluster.jobs import build_runtime_env
+    from rft.cluster.staging import stage_run
+    from rft.config import load_config
     from rft.core.errors import ConfigError
 
     dest = tmp_path / "stage"
-    staged = stage_working_dir(project / "run.yaml", dest, plugin_files=[project / "extra_plugin.py"])
+    cfg = load_config(project / "run.yaml")
+    staged = stage_run(cfg, dest, plugin_files=[project / "extra_plugin.py"])
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     # the config, what it names, the plugin its grader file names, the --plugin file; nothing else
     assert files == ["data/train.jsonl", "extra_plugin.py", "graders.yaml", "my_graders.py", "run.yaml"]
-    assert staged == dest / "run.yaml"
+    assert staged.config == "run.yaml" and staged.plugins == ["extra_plugin.py"]
+    # nothing outside the config's folder: the staged config is the original, byte for byte
+    assert (dest / "run.yaml").read_text() == (project / "run.yaml").read_text()
     env = build_runtime_env(dest, pip=["rft-graders-sql==0.3"])
     assert env["working_dir"] == str(dest) and env["pip"] == ["rft-graders-sql==0.3"]
     assert env["env_vars"]["RAY_TRAIN_ENABLE_PRINT_PATCH"] == "0"  # else Ray Train floods logs
-    with pytest.raises(ConfigError, match="shared storage|storage every node reads"):
-        stage_working_dir(project / "run.yaml", tmp_path / "small", max_bytes=10)
+    with pytest.raises(ConfigError, match="storage every node reads"):
+        stage_run(cfg, tmp_path / "small", max_bytes=10)

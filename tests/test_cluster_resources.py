@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rft.cluster.distributed import ResourceRequest, ResourceUnavailableError, check_resources, resolve_address
+from rft.cluster.resources import ResourceRequest, ResourceUnavailableError, check_resources
+from rft.scoring.ray import resolve_address
 
 pytestmark = [pytest.mark.ray]
 
@@ -87,7 +88,7 @@ def test_autoscaling_cluster_waits_then_fails_naming_the_resource(ray_local):
 
 @pytest.mark.timeout(60)  # the promise: an unplaceable run fails within a minute, never hangs
 def test_train_on_a_cluster_without_the_grader_resource_fails_before_training(ray_local, tmp_path):
-    from rft.cluster.distributed import run_distributed
+    from rft.cluster.learners import run_distributed
     from rft.config.run import load_config
 
     (tmp_path / "train.jsonl").write_text('{"prompt": "1+1=", "answer": "2"}\n' * 4)

@@ -108,10 +108,13 @@ def test_scaling_section_is_validated_and_typed(tmp_path):
         graders=[{"name": "exact_match"}],
         scaling={"num_learners": 2, "graders": {"num_actors": 3, "resources": {"grader_node": 1}}},
     )
+    from rft.cluster.resources import scaling_requests
+
     cfg = load_config(path)
+    assert cfg.scaling is not None
     assert (cfg.scaling.num_learners, cfg.scaling.graders.num_actors) == (2, 3)
     # the pre-check asks for 2 learners of 1 CPU and 3 actors of 1 CPU + 1 grader_node
-    assert [(r.name, r.count, r.resources) for r in cfg.scaling.requests()] == [
+    assert [(r.name, r.count, r.resources) for r in scaling_requests(cfg.scaling)] == [
         ("learner", 2, {"CPU": 1.0}),
         ("grader actor", 3, {"CPU": 1.0, "grader_node": 1.0}),
     ]
@@ -204,7 +207,7 @@ SCALING = {
 def test_two_learners_share_the_grader_pool(cluster, tmp_path):
     from transformers import AutoTokenizer
 
-    from rft.cluster.distributed import run_distributed
+    from rft.cluster.learners import run_distributed
 
     path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)
     cfg = load_config(path)
@@ -232,7 +235,7 @@ def test_two_learners_share_the_grader_pool(cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_killed_grader_actor_is_replaced_and_retried(cluster, tmp_path):
-    from rft.cluster.distributed import run_distributed
+    from rft.cluster.learners import run_distributed
 
     (tmp_path / "crash_plugin.py").write_text(CRASH_PLUGIN)
     graders = [{"name": "crash_once", "marker": str(tmp_path / "crashed"), "retries": 2}]
@@ -259,7 +262,7 @@ def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     from ray.util.state import list_actors
 
-    from rft.cluster.distributed import run_distributed
+    from rft.cluster.learners import run_distributed
 
     c, grader_node = cluster
     spare = c.add_node(num_cpus=0, resources={"grader_node": 4})
@@ -318,7 +321,8 @@ def test_grader_node_lost_actors_come_back_on_another_node(cluster, tmp_path):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_resume_after_the_learners_fail(cluster, tmp_path):
-    from rft.cluster.distributed import ClusterError, run_distributed
+    from rft.cluster import ClusterError
+    from rft.cluster.learners import run_distributed
     from rft.train.callbacks import StopAfterSave
 
     path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)

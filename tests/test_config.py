@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from rft.cli.main import app
-from rft.config.run import load_config, parse_config, run_schema
+from rft.config import SECTIONS, RunConfig, ScoringOptions, load_config, parse_config, run_schema
 from rft.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +83,71 @@ def test_schema_is_valid_json_schema_with_help_text():
     Draft202012Validator.check_schema(schema)
     # every top-level key documents itself (editors show this text)
     assert all("description" in v for v in schema["properties"].values())
+
+
+def test_shipped_schema_is_the_generated_one():
+    # rft/config/run.schema.json is generated from the field declarations; editing a field
+    # without regenerating (python -m rft.config.schema --write) fails here
+    from rft.config.schema import SCHEMA_PATH, render
+
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render(), "run `python -m rft.config.schema --write`"
+    assert json.loads(SCHEMA_PATH.read_text()) == run_schema()
+
+
+def test_every_config_field_has_help_text():
+    import dataclasses
+
+    missing = [
+        f"{cls.__name__}.{f.name}"
+        for cls in (*SECTIONS, RunConfig)
+        for f in dataclasses.fields(cls)
+        if not str(f.metadata.get("help") or "").strip()
+    ]
+    assert missing == []
+
+
+def test_schema_check_command_reports_a_stale_file(tmp_path, monkeypatch):
+    from rft.config import schema
+
+    assert schema.main(["--check"]) == 0
+    stale = tmp_path / "run.schema.json"
+    stale.write_text("{}\n")
+    monkeypatch.setattr(schema, "SCHEMA_PATH", stale)
+    assert schema.main(["--check"]) == 1
+    assert schema.main(["--write"]) == 0 and stale.read_text() == schema.render()
+
+
+def test_schema_defaults_are_the_dataclass_defaults():
+    # one definition: the schema's default for a key is the value a config without it gets
+    props = run_schema()["properties"]
+    defaults = ScoringOptions()
+    for name, prop in props["scoring"]["properties"].items():
+        assert prop["default"] == getattr(defaults, name), name
+    assert props["stages"]["properties"]["rft"]["properties"]["num_generations"]["default"] == 4
+    assert props["output_dir"]["default"] == "runs/run"
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        ({"num_workers": 0}, "scoring.num_workers"),  # the schema's minimum: 1
+        ({"error_budget": 1.5}, "scoring.error_budget"),  # a share: at most 1
+        ({"default_timeout": 0}, "scoring.default_timeout"),  # exclusive minimum 0
+        ({"executor": "rey"}, "scoring.executor"),  # one of local, ray
+    ],
+)
+def test_sections_built_in_code_check_the_same_constraints(kwargs, key):
+    with pytest.raises(ConfigError) as info:
+        ScoringOptions(**kwargs)
+    assert info.value.key == key
+    assert ScoringOptions(default_timeout=None).default_timeout is None  # null: no limit
+
+
+def test_scoring_options_are_shared_with_the_scoring_engine():
+    # the settings moved to rft.config; the scoring engine's name is the same class
+    import rft.scoring
+
+    assert rft.scoring.ScoringOptions is ScoringOptions
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,12 @@ AddressOpt = Annotated[
 
 @app.command()
 def submit(
-    config: Annotated[Path, typer.Argument(help="Run config (YAML); its local files travel with the job.")],
+    config: Annotated[
+        Path,
+        typer.Argument(
+            help="Run config (YAML), validated as `rft train` does; every local file it names travels with the job."
+        ),
+    ],
     address: AddressOpt = None,
     plugin: Annotated[
         list[str] | None, typer.Option("--plugin", "-p", help="Plugin file (*.py) to send with the job; repeatable.")
@@ -59,8 +64,13 @@ def submit(
         ),
     ] = None,
 ) -> None:
-    """Submit `rft train CONFIG` to a Ray cluster (Ray Jobs API) and print the job id."""
-    from rft.cluster.distributed import job_client, submit_run
+    """Submit `rft train CONFIG` to a Ray cluster (Ray Jobs API) and print the job id.
+
+    The config is validated exactly as `rft train` validates it, before anything is sent; every
+    local file it names (data, grader files, plugins, a small local model) travels with the job,
+    wherever it lies; absolute paths are left as they are (storage every node reads).
+    """
+    from rft.cluster.jobs import job_client, submit_run
     from rft.core.errors import RFTError
 
     try:
@@ -85,7 +95,7 @@ def _follow(client: Any, job_id: str) -> int:
     """Stream a job's logs until it ends; 0 when it SUCCEEDED, else 1."""
     import asyncio
 
-    from rft.cluster.distributed import wait_for_job
+    from rft.cluster.jobs import wait_for_job
 
     async def tail() -> None:
         async for chunk in client.tail_job_logs(job_id):
@@ -98,7 +108,7 @@ def _follow(client: Any, job_id: str) -> int:
 
 
 def _client(address: str | None):
-    from rft.cluster.distributed import job_client
+    from rft.cluster.jobs import job_client
     from rft.core.errors import RFTError
 
     try:

@@ -38,7 +38,7 @@ def train(
     Writes the run directory: config.resolved.yaml, metrics.jsonl, rollouts.jsonl, eval.json,
     checkpoints, the final LoRA adapter (adapter/) and report.md with plots.
     """
-    from rft.config.run import load_config
+    from rft.config import load_config
     from rft.core.errors import RFTError
 
     if resume is not None and output_dir is not None and Path(resume) != Path(output_dir):
@@ -61,7 +61,7 @@ def train(
             return con.print(m, highlight=False, markup=False)
 
         if address or cfg.scaling is not None:
-            from rft.cluster.distributed import run_distributed
+            from rft.cluster.learners import run_distributed
 
             results = run_distributed(
                 cfg, address=address, resume=resume is not None, progress=not no_progress, log=say

@@ -1,10 +1,12 @@
-"""Run configs: YAML → validated once with the shipped JSON Schema → typed dataclasses.
+"""Run configs: YAML → validated once against the generated JSON Schema → typed dataclasses.
 
 A run config names the model, the data, the graders, the stages (``sft`` then ``rft``),
-LoRA, scoring and evaluation; see ``rft/config/run.schema.json`` for every key with
-its help text, and ``configs/tiny.yaml`` for a complete example::
+LoRA, scoring and evaluation. Every key is declared once, with its type, default, help text
+and constraints, in :mod:`rft.config.sections` (the sections) and :class:`RunConfig` (the top
+level); :mod:`rft.config.schema` generates the JSON Schema from them (shipped as
+``rft/config/run.schema.json`` for editors), and ``configs/tiny.yaml`` is a complete example::
 
-    from rft.config.run import load_config
+    from rft.config import load_config
     cfg = load_config("configs/tiny.yaml")
     cfg.rft.num_generations, cfg.sft_trl_args()["learning_rate"]
 
@@ -19,32 +21,28 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rft.config.fields import build_section, setting
+from rft.config.sections import (
+    DataConfig,
+    EvalConfig,
+    LoraSettings,
+    ModelSpec,
+    RFTStage,
+    ScalingSettings,
+    ScoringOptions,
+    SFTStage,
+)
 from rft.core.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DataConfig",
-    "EvalConfig",
-    "LoraSettings",
-    "ModelSpec",
-    "RFTStage",
-    "RunConfig",
-    "SFTStage",
-    "cpu_safe_defaults",
-    "load_config",
-    "parse_config",
-    "run_schema",
-]
-
-SCHEMA_PATH = Path(__file__).parent / "run.schema.json"
+__all__ = ["STAGES_HELP", "RunConfig", "cpu_safe_defaults", "load_config", "parse_config"]
 
 #: TRL arguments rftkit sets itself; setting them under ``trl:`` is an error naming the right key.
 _MANAGED_TRL_KEYS = {
@@ -58,119 +56,69 @@ _MANAGED_TRL_KEYS = {
     "resume_from_checkpoint": "`rft train --resume RUN`",
 }
 
-
-@functools.cache
-def run_schema() -> dict[str, Any]:
-    """The JSON Schema of run configs (shipped as ``rft/config/run.schema.json``)."""
-    return json.loads(SCHEMA_PATH.read_text())
-
-
-# ---------------------------------------------------------------------------
-# typed config
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class ModelSpec:
-    """The base model (see :func:`rft.models.resolve.resolve_model`)."""
-
-    name: str
-    gguf_file: str | None = None
-    dtype: str = "auto"
-
-
-@dataclass
-class DataConfig:
-    """Where the rows come from and how they are read (``data:``)."""
-
-    train: Path
-    eval: Path | None = None
-    eval_size: float = 0.1
-    format: str = "auto"
-    prompt_field: str = "prompt"
-    answer_field: str | None = None
-    system_prompt: str | None = None
-    on_bad_row: str = "error"
-    max_rows: int | None = None
-
-
-@dataclass
-class LoraSettings:
-    """The LoRA adapter (``lora:``), turned into ``peft.LoraConfig`` by :meth:`to_peft`."""
-
-    r: int = 8
-    alpha: float = 16
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"
-
-    def to_peft(self) -> Any:
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
-        )
-
-
-@dataclass
-class SFTStage:
-    """The supervised warm start (``stages.sft``); ``trl`` goes to ``trl.SFTConfig``."""
-
-    trl: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RFTStage:
-    """The GRPO stage (``stages.rft``); ``trl`` goes to ``trl.GRPOConfig``."""
-
-    num_generations: int = 4
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_completion_length: int = 64
-    trl: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class EvalConfig:
-    """Held-out evaluation (``eval:``)."""
-
-    enabled: bool = True
-    max_rows: int | None = 64
-    do_sample: bool = False
-    temperature: float = 1.0
-    max_new_tokens: int | None = None
-    batch_size: int = 16
-    pass_threshold: float = 1.0
+#: Help text of the ``stages:`` mapping, which holds the two stage fields of :class:`RunConfig`.
+STAGES_HELP = "Training stages, run in the order sft then rft; either may be alone."
 
 
 @dataclass
 class RunConfig:
-    """A validated run config.
+    """A validated run config (every field's help text is in its declaration)."""
 
-    Attributes:
-        source: the file it was read from (None for configs built in code).
-        raw: the config as written (after validation), for ``config.resolved.yaml``.
-        graders: the ``graders:`` value as written (path, list or mapping).
-        base_dir: the directory relative input paths resolve against.
-    """
-
-    model: ModelSpec
-    data: DataConfig
-    graders: Any
-    scoring: Any  # rft.scoring.ScoringOptions
-    lora: LoraSettings
-    sft: SFTStage | None
-    rft: RFTStage | None
-    eval: EvalConfig
-    seed: int = 0
-    output_dir: Path = Path("runs/run")
-    source: str | None = None
-    base_dir: Path = Path(".")
-    raw: dict[str, Any] = field(default_factory=dict)
-    scaling: Any = None  # rft.cluster.distributed.ScalingSettings when the config has `scaling:`
+    model: ModelSpec = setting(
+        help=(
+            "The base model: a local HF directory, a *.gguf file, `smollm2-135m-instruct` (embedded default), "
+            "`tiny` or `tiny:DIR` (a tiny random test model), or a mapping."
+        ),
+        required=True,
+        shorthand=True,
+    )
+    data: DataConfig = setting(
+        help=(
+            "Datasets: chat JSONL (`messages`, extra fields become grader inputs), prompt/answer JSONL, CSV, "
+            "Parquet, or a saved HF dataset directory."
+        ),
+        required=True,
+    )
+    graders: Any = setting(
+        help=(
+            "The grader set: a path to a grader-set file, a list of grader entries, or a mapping with `graders`, "
+            "optional `formula` and `plugins` (same format as grader-set files)."
+        ),
+        oneOf=[{"type": "string"}, {"type": "array", "minItems": 1}, {"type": "object"}],
+    )
+    scoring: ScoringOptions = setting(
+        help="How graders run: worker processes or Ray actors, timeouts, error budget, cache."
+    )
+    lora: LoraSettings = setting(help="LoRA adapter (peft.LoraConfig) trained by both stages.")
+    sft: SFTStage | None = setting(
+        help="Supervised warm start (TRL SFTTrainer + LoRA) on rows with a reference output.", group="stages"
+    )
+    rft: RFTStage | None = setting(
+        help="Reinforcement fine-tuning (TRL GRPOTrainer + LoRA) with rewards from the graders.", group="stages"
+    )
+    eval: EvalConfig = setting(
+        help="Held-out evaluation with the same graders before training, after SFT and after RFT."
+    )
+    seed: int = setting(0, help="Seed for data order, carve-out, LoRA init and sampling.")
+    output_dir: Path = setting(
+        Path("runs/run"),
+        help="Run directory (relative to the working directory); `rft train --output-dir` overrides it.",
+    )
+    source: str | None = setting(None, help="The file the config was read from (None when built in code).", key=False)
+    base_dir: Path = setting(Path("."), help="The directory relative input paths resolve against.", key=False)
+    raw: dict[str, Any] = setting(
+        help="The config as written (after validation), for config.resolved.yaml.", factory=dict, key=False
+    )
+    scaling: ScalingSettings | None = setting(
+        None,
+        help=(
+            "Training on a Ray cluster (rft.cluster): the RFT stage runs on `num_learners` TRL GRPOTrainers under "
+            "Ray Train's TorchTrainer, all scoring through one grader actor pool the driver creates (this section "
+            "replaces scoring.executor/num_workers/actor_resources). Used with `rft train --address`, RAY_ADDRESS "
+            "or `rft submit`; without an address an embedded local Ray runs it. output_dir must be storage every "
+            "node reaches."
+        ),
+    )
 
     # -- graders --------------------------------------------------------------
     def grader_set(self, *, plugins: Sequence[str] = (), pm: Any = None) -> Any:
@@ -319,6 +267,9 @@ def _cuda_bf16() -> bool:
 def load_config(path: str | Path, *, output_dir: str | Path | None = None, check_trl: bool = True) -> RunConfig:
     """Read, validate and type a run config file.
 
+    The one way a run config is loaded: ``rft train`` (``--dry-run`` too) and ``rft submit``
+    call it, so a config that one accepts the others accept, with the same errors.
+
     Args:
         path: the YAML (or JSON) file.
         output_dir: overrides ``output_dir`` (``rft train --output-dir``).
@@ -351,8 +302,6 @@ def parse_config(
     lines: Mapping[tuple[Any, ...], int] | None = None,
 ) -> RunConfig:
     """Validate a parsed config mapping against the schema and build a :class:`RunConfig`."""
-    from rft.scoring.base import ScoringOptions
-
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -370,36 +319,20 @@ def parse_config(
         return f"{source}:{line}" if line else source
 
     model_raw = raw["model"]
-    model = ModelSpec(name=model_raw) if isinstance(model_raw, str) else ModelSpec(**model_raw)
-    data = DataConfig(**{**raw["data"], "train": Path(raw["data"]["train"])})
-    if data.eval is not None:
-        data.eval = Path(data.eval)
-    scoring_raw = raw.get("scoring", {})
-    valid_scoring = [f.name for f in dataclasses.fields(ScoringOptions)]
-    for key in scoring_raw:
-        if key not in valid_scoring:
-            raise ConfigError(
-                f"unknown key {key!r}; {did_you_mean(key, valid_scoring)}",
-                file=where("scoring", key),
-                key=f"scoring.{key}",
-            )
-    try:
-        scoring = ScoringOptions(**scoring_raw)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(str(err), file=where("scoring"), key="scoring") from err
-    lora = LoraSettings(**raw.get("lora", {}))
+    model = build_section(ModelSpec, {"name": model_raw} if isinstance(model_raw, str) else model_raw)
+    data = build_section(DataConfig, raw["data"])
     stages = raw["stages"]
-    sft = rft = None
+    sft: SFTStage | None = None
+    rft: RFTStage | None = None
     if "sft" in stages and stages["sft"].get("enabled", True):
-        sft = SFTStage(trl=dict(stages["sft"].get("trl") or {}))
+        sft = build_section(SFTStage, stages["sft"])
     if "rft" in stages and stages["rft"].get("enabled", True):
-        kw = {k: v for k, v in stages["rft"].items() if k != "enabled"}
-        rft = RFTStage(**{**kw, "trl": dict(kw.get("trl") or {})})
+        rft = build_section(RFTStage, stages["rft"])
     if sft is None and rft is None:
         raise ConfigError(
             "no stage is enabled; enable `stages.sft` or `stages.rft`", file=where("stages"), key="stages"
         )
-    ev = EvalConfig(**raw.get("eval", {}))
+    ev = build_section(EvalConfig, raw.get("eval", {}))
     graders = raw.get("graders")
     if graders is None and (rft is not None or ev.enabled):
         need = "the rft stage" if rft is not None else "evaluation (eval.enabled)"
@@ -416,8 +349,8 @@ def parse_config(
         model=model,
         data=data,
         graders=graders,
-        scoring=scoring,
-        lora=lora,
+        scoring=build_section(ScoringOptions, raw.get("scoring", {})),
+        lora=build_section(LoraSettings, raw.get("lora", {})),
         sft=sft,
         rft=rft,
         eval=ev,
@@ -426,22 +359,19 @@ def parse_config(
         source=source,
         base_dir=Path(base_dir),
         raw=raw,
+        scaling=build_section(ScalingSettings, raw["scaling"]) if "scaling" in raw else None,
     )
     cfg.data.train = cfg.resolve_path(cfg.data.train)
     if cfg.data.eval is not None:
         cfg.data.eval = cfg.resolve_path(cfg.data.eval)
     if cfg.rft is not None:
-        _check_rft_batch(cfg, where)
-    if "scaling" in raw:
-        from rft.cluster.distributed import ScalingSettings
-
-        cfg.scaling = ScalingSettings.from_dict(raw["scaling"])
+        _check_rft_batch(cfg, cfg.rft, where)
     return cfg
 
 
-def _check_rft_batch(cfg: RunConfig, where: Any) -> None:
+def _check_rft_batch(cfg: RunConfig, stage: RFTStage, where: Any) -> None:
     args = cfg.rft_trl_args()
-    n = cfg.rft.num_generations  # type: ignore[union-attr]
+    n = stage.num_generations
     bs = args["per_device_train_batch_size"] * args.get("gradient_accumulation_steps", 1)
     gen_bs = args.get("generation_batch_size") or bs
     if gen_bs % n:
@@ -505,6 +435,8 @@ def _schema_at(schema: Mapping[str, Any], path: Sequence[Any]) -> Mapping[str, A
 
 def _validate(raw: Mapping[str, Any], *, source: str | None, lines: Mapping[tuple[Any, ...], int]) -> None:
     from jsonschema import Draft202012Validator
+
+    from rft.config.schema import run_schema
 
     schema = run_schema()
     validator = Draft202012Validator(schema)

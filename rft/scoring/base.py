@@ -1,4 +1,8 @@
-"""The executor interface shared by the local and the Ray executors."""
+"""The executor interface shared by the local and the Ray executors.
+
+:class:`ScoringOptions` (the ``scoring:`` settings) is declared in :mod:`rft.config.sections`
+and re-exported here, so ``from rft.scoring import ScoringOptions`` keeps working.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from rft.config import ScoringOptions
 from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
 from rft.core.errors import GraderError
 from rft.core.text import shorten
@@ -25,61 +30,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = ["BatchResult", "Executor", "Job", "Ledger", "ScoringOptions", "Task", "make_executor"]
-
-
-@dataclass
-class ScoringOptions:
-    """How graders are run (the ``scoring:`` section of a run config).
-
-    Attributes:
-        executor: ``"local"`` (in-process + worker processes) or ``"ray"`` (actor pool).
-        num_workers: local worker processes / Ray actors.
-        default_timeout: seconds per grader call when a grader sets none (None: no limit).
-        error_budget: share of a grader's calls in one batch that may fail before the run
-            stops with a GraderError (1.0 disables the budget). Every error kind counts,
-            whatever the grader's ``on_error``: a fallback score keeps a flaky grader from
-            stopping the run, not a broken one.
-        cache: score identical (grader identity, inputs) once per run.
-        address: Ray address (``"auto"``, ``ray://…``); None tries RAY_ADDRESS then local.
-        actor_resources: Ray resources per grader actor, e.g. ``{"num_cpus": 1, "resources": {"grader": 1}}``.
-        max_concurrency: concurrent calls inside one Ray actor (lets async graders overlap).
-        inline: local executor only: run graders in this process, without worker processes
-            (fastest, for unit tests and debugging). Same contract, except that a hung sync
-            grader is reported as a timeout but its thread keeps running, and a grader that
-            crashes its process takes this one with it.
-        cache_size: entries kept by the result cache (least recently used dropped first).
-    """
-
-    executor: str = "local"
-    num_workers: int = 2
-    default_timeout: float | None = 60.0
-    error_budget: float = 0.5
-    cache: bool = True
-    address: str | None = None
-    actor_resources: dict[str, Any] = field(default_factory=dict)
-    max_concurrency: int = 16
-    inline: bool = False
-    cache_size: int = 100_000
-
-    def __post_init__(self) -> None:
-        from rft.core.errors import ConfigError
-
-        if self.num_workers < 1:
-            raise ConfigError(f"num_workers must be at least 1, got {self.num_workers}", key="scoring.num_workers")
-        if not 0.0 <= self.error_budget <= 1.0:
-            raise ConfigError(
-                f"error_budget is a share of a batch between 0 and 1, got {self.error_budget}",
-                key="scoring.error_budget",
-            )
-        if self.default_timeout is not None and self.default_timeout <= 0:
-            raise ConfigError(
-                f"default_timeout must be positive seconds or None, got {self.default_timeout}",
-                key="scoring.default_timeout",
-            )
-        if self.max_concurrency < 1:
-            raise ConfigError(
-                f"max_concurrency must be at least 1, got {self.max_concurrency}", key="scoring.max_concurrency"
-            )
 
 
 @dataclass

@@ -14,7 +14,8 @@ gives up on the call after ``timeout × samples in the shard`` plus a grace peri
 does the same. An actor that dies (``os._exit``, OOM, node lost) is replaced and its
 samples are retried up to the grader's ``retries``, then dropped as ``infrastructure``.
 
-Connection order: an explicit ``address``, then ``RAY_ADDRESS``, then a local Ray
+Connection (:func:`connect`, the one function rftkit connects to Ray with, also used by
+:mod:`rft.cluster`): an explicit ``address``, then ``RAY_ADDRESS``, then a local Ray
 started here (with the dashboard off); a Ray already initialised in this process is
 used as is. Only a connection this executor made is shut down by :meth:`close`.
 
@@ -48,7 +49,7 @@ from rft.scoring.runner import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RayExecutor", "connect", "pack"]
+__all__ = ["ClusterError", "RayExecutor", "connect", "pack", "resolve_address"]
 
 #: Seconds to wait for the grader actors to start before reporting what blocks them.
 ACTOR_START_TIMEOUT_S = 300.0
@@ -89,28 +90,75 @@ def pack(obj: Any) -> bytes:
         return cloudpickle.dumps(obj, protocol=5)
 
 
-def connect(address: str | None = None, **init_kwargs: Any) -> bool:
+class ClusterError(RFTError):
+    """Ray cannot be reached, or the Ray cluster cannot run what was asked."""
+
+
+def resolve_address(address: str | None = None) -> tuple[str | None, str]:
+    """Where to connect, and why: explicit address, then ``RAY_ADDRESS``, then local.
+
+    Returns:
+        ``(address, source)`` with source ``"explicit"``, ``"RAY_ADDRESS"`` or ``"local"``
+        (address None: start an embedded local Ray).
+
+    >>> import os; os.environ.pop("RAY_ADDRESS", None) and None
+    >>> resolve_address("ray://head:10001")
+    ('ray://head:10001', 'explicit')
+    >>> resolve_address(None)
+    (None, 'local')
+    """
+    if address:
+        return address, "explicit"
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env, "RAY_ADDRESS"
+    return None, "local"
+
+
+def connect(address: str | None = None, *, dashboard: bool = False, **init_kwargs: Any) -> bool:
     """Connect this process to Ray: an explicit address, else ``RAY_ADDRESS``, else a local Ray.
+
+    The one way rftkit connects to Ray (the scoring executor and :mod:`rft.cluster` both call
+    it); it logs which way it went. A Ray already initialised in this process is used as is.
+
+    Args:
+        address: ``auto``, ``HOST:PORT`` or ``ray://HOST:10001``; None tries ``RAY_ADDRESS``
+            (``ray.init`` reads it), then starts a new local Ray.
+        dashboard: start the dashboard with a local Ray (Ray Train's state tracking needs it;
+            Ray picks a free port when 8265 is taken). Ignored when connecting to a cluster.
+        **init_kwargs: more ``ray.init`` arguments (``runtime_env``, ``namespace``, ``num_cpus`` …).
 
     Returns:
         True when this call initialised Ray (so the caller should shut it down), False
         when Ray was already initialised in this process.
+
+    Raises:
+        ClusterError: the address cannot be reached; the message names it and where it came from.
     """
     import ray
 
     if ray.is_initialized():
         logger.info("ray: using the Ray already initialised in this process")
         return False
-    if address:
-        ray.init(address=address, **init_kwargs)
-        logger.info("ray: connected to %s (explicit address)", address)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(**init_kwargs)
-        logger.info("ray: connected to %s (RAY_ADDRESS)", os.environ["RAY_ADDRESS"])
-    else:
-        # address="local" starts a new Ray even when another one runs on this machine
-        ray.init(address="local", include_dashboard=False, **init_kwargs)
-        logger.info("ray: started a local Ray in this process (no address given and RAY_ADDRESS unset)")
+    target, source = resolve_address(address)
+    t0 = time.perf_counter()
+    try:
+        if source == "explicit":
+            ray.init(address=target, **init_kwargs)
+        elif source == "RAY_ADDRESS":
+            ray.init(**init_kwargs)
+        else:
+            # address="local" starts a new Ray even when `ray start` left one running on this machine
+            ray.init(address="local", include_dashboard=dashboard, **init_kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        what = f"connect to Ray at {target!r} (address from {source})" if target else "start a local Ray"
+        raise ClusterError(
+            f"cannot {what}: {err}; start a "
+            "cluster with `ray start --head` or pass --address; an address from RAY_ADDRESS must be reachable "
+            "from this machine"
+        ) from err
+    where = "a new local Ray" if target is None else f"the Ray cluster at {target}"
+    logger.info("ray: connected to %s (address from %s) in %.1f s", where, source, time.perf_counter() - t0)
     return True
 
 

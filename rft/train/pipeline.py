@@ -231,7 +231,7 @@ def run_training(
         progress: show progress bars.
         extra_callbacks: more TrainerCallbacks per stage (``{"rft": [...]}``), e.g. for tests.
         log: called with one-line status messages (the CLI prints them).
-        rft_runner: runs the RFT stage elsewhere instead of in this process (rft.cluster.distributed's
+        rft_runner: runs the RFT stage elsewhere instead of in this process (rft.cluster.learners'
             Ray Train learners); called as ``rft_runner(cfg=, paths=, plan=, executor=, ckpt=, log=)``
             and must leave ``rft/adapter`` and ``rft/DONE`` behind.
 
@@ -350,7 +350,7 @@ def run_training(
             if paths.done("rft").exists():
                 say("rft: finished earlier, skipped")
                 model = None
-            elif rft_runner is not None:  # learners on a Ray cluster (rft.cluster.distributed), same files
+            elif rft_runner is not None:  # learners on a Ray cluster (rft.cluster.learners), same files
                 from rft.train.callbacks import last_complete_checkpoint
 
                 ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
