@@ -53,7 +53,7 @@ def main() -> None:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rft.config.run import DataConfig, LoraSettings, cpu_safe_defaults
+    from rft.config import DataConfig, LoraSettings, cpu_safe_defaults
     from rft.data.rows import load_splits, render_prompt
     from rft.models.resolve import ResolvedModel, create_tiny_model, load_model
     from rft.plugins import get_plugin_manager, get_registry, grader_set_from_config

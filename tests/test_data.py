@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rft.config.run import DataConfig
+from rft.config import DataConfig
 from rft.core.errors import DataError
 from rft.data import (
     ROW_INDEX,

@@ -464,7 +464,7 @@ def load_trained(run_dir: str | Path, *, merge: bool = False) -> tuple[Any, Any]
     """Load a run's base model with its final adapter (merged into the weights when ``merge``)."""
     from rft.models.resolve import ResolvedModel
 
-    paths = RunPaths(run_dir)
+    paths = RunPaths(Path(run_dir))
     info = _read_json(paths.run_json, None)
     if info is None:
         raise RFTError(f"{str(paths.root)!r} is not an rftkit run directory (no run.json)")
