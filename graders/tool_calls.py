@@ -16,7 +16,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import rft
@@ -63,7 +63,6 @@ class _Pair:
     schema: bool
     arguments: float
     problem: str = ""
-    extra: list[str] = field(default_factory=list)
 
     @property
     def perfect(self) -> bool:
@@ -397,7 +396,7 @@ class ToolCall:
         n_args = len(exp.args) + len(extra)
         share = hits / n_args if n_args else 1.0
         schema_ok, why = self._schema_ok(str(name), args, exp, schemas)
-        return _Pair(True, schema_ok, share, why or (problems[0] if problems else ""), extra)
+        return _Pair(True, schema_ok, share, why or (problems[0] if problems else ""))
 
     def _schema_ok(
         self, name: str, args: Mapping[str, Any], exp: _Expected, schemas: dict[str, Any] | None
