@@ -1,7 +1,7 @@
-"""Structured-output graders: JSON against a JSON Schema, and function/tool calls.
+"""Structured-output graders: JSON against a JSON Schema (tool calls: ``graders.tool_calls``).
 
-Both validate with ``jsonschema`` (the draft is taken from the schema's ``$schema``,
-default 2020-12) and find JSON in completions with :func:`rft.core.parsing.extract_json`
+It validates with ``jsonschema`` (the draft is taken from the schema's ``$schema``,
+default 2020-12) and finds JSON in completions with :func:`rft.core.parsing.extract_json`
 (the whole text, a fenced code block, or the first balanced ``{…}``/``[…]``).
 """
 
@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import rft
 from rft.core import Grade
 from rft.core.errors import ConfigError
-from rft.core.parsing import extract_json, normalize_tool_call
-from rft.core.text import shorten
+from rft.core.parsing import extract_json
 
-__all__ = ["JsonSchema", "ToolCall", "schema_checks"]
+__all__ = ["JsonSchema", "schema_checks"]
 
 # Keywords that only route validation to sub-schemas: their sub-checks are counted.
 _APPLICATORS = frozenset(
@@ -209,180 +208,6 @@ class JsonSchema:
         return Grade(score, reason=reason, metrics={"valid": 0.0, "checks_passed": share})
 
 
-def _calls(value: Any, where: str) -> list[dict[str, Any]]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as err:
-            raise ValueError(f"{where} is not valid JSON: {err}") from err
-    if isinstance(value, Mapping) and isinstance(value.get("tool_calls"), list):
-        value = value["tool_calls"]
-    items = value if isinstance(value, list) else [value]
-    out = []
-    for i, v in enumerate(items):
-        call = normalize_tool_call(v)
-        if call is None:
-            raise ValueError(f"{where}[{i}] is not a tool call ({{'name', 'arguments'}} or OpenAI's shape): {v!r}")
-        out.append(call)
-    return out
-
-
-def _tool_schemas(tools: Any, column: str) -> dict[str, Any]:
-    if isinstance(tools, str):
-        tools = json.loads(tools)
-    out: dict[str, Any] = {}
-    for i, t in enumerate(tools or []):
-        fn = t.get("function", t) if isinstance(t, Mapping) else None
-        if not isinstance(fn, Mapping) or "name" not in fn:
-            raise ValueError(
-                f"column {column!r}[{i}] is not an OpenAI tool "
-                "({'type': 'function', 'function': {'name', 'parameters'}})"
-            )
-        out[fn["name"]] = fn.get("parameters") or {"type": "object"}
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b or (isinstance(a, bool) and isinstance(b, bool) and a == b)
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return float(a) == float(b)
-    if isinstance(a, str) and isinstance(b, str):
-        return a.strip() == b.strip()
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str) and not isinstance(b, str):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
-@rft.grader(name="tool_call", range=(0.0, 1.0))
-class ToolCall:
-    """Function calling: tool name, arguments valid against the tool's schema, argument values vs a reference.
-
-    Reads the completion's tool calls (OpenAI ``tool_calls`` shape, or parsed from
-    ``<tool_call>`` tags / JSON in the text), the row's expected call(s) from
-    ``reference_column`` and the row's OpenAI ``tools`` list from ``tools_column``.
-    Calls are compared in order. Per expected call three components score 0 or 1
-    (``arguments`` is the share of reference arguments matched):
-
-    - ``name``: the called tool is the expected one;
-    - ``schema``: the arguments are an object valid against that tool's
-      ``parameters`` schema (the tool must exist in ``tools`` when the row has them);
-    - ``arguments``: reference argument values matched (numbers by value, strings
-      with surrounding whitespace ignored).
-
-    The score is the mean of the components (``partial: true``, the default) or 1 only
-    when all are right (``partial: false``), averaged over calls and scaled down when
-    the model made more or fewer calls than expected. Components are in ``metrics``.
-
-    Args:
-        reference_column: column with the expected call(s) (a call, a list, or
-            ``{"tool_calls": [...]}``; ``arguments`` may be JSON text).
-        tools_column: column with the OpenAI tools list (optional in the data).
-        partial: partial credit per component (default True).
-        name: the grader's id in a set.
-
-    >>> g = ToolCall()
-    >>> row = {"expected_tool_calls": {"name": "get_weather", "arguments": {"city": "Paris"}}}
-    >>> g([{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}], row).score
-    1.0
-    """
-
-    def __init__(
-        self,
-        reference_column: str = "expected_tool_calls",
-        tools_column: str = "tools",
-        partial: bool = True,
-        name: str | None = None,
-    ):
-        self.reference_column = reference_column
-        self.tools_column = tools_column
-        self.partial = bool(partial)
-        self.name = name
-
-    @property
-    def rft_columns(self) -> tuple[str, ...]:
-        return (self.reference_column,)
-
-    def __call__(self, tool_calls: list[dict[str, Any]], item: Mapping[str, Any]) -> Grade:
-        expected = _calls(item[self.reference_column], f"column {self.reference_column!r}")
-        actual = [c for c in (normalize_tool_call(c) for c in tool_calls or []) if c is not None]
-        tools = item.get(self.tools_column)
-        schemas = _tool_schemas(tools, self.tools_column) if tools is not None else None
-        if not expected:
-            ok = not actual
-            return Grade(
-                float(ok),
-                reason="no call expected" + ("" if ok else f", but {len(actual)} made"),
-                metrics={"calls_matched": float(ok)},
-            )
-        if not actual:
-            return Grade(
-                0.0,
-                reason=f"no tool call found; expected {expected[0]['function']['name']!r}",
-                metrics={"name": 0.0, "schema": 0.0, "arguments": 0.0, "calls_matched": 0.0},
-            )
-        comps = {"name": 0.0, "schema": 0.0, "arguments": 0.0}
-        total, problems = 0.0, []
-        for i, exp in enumerate(expected):
-            if i >= len(actual):
-                problems.append(f"call {i}: missing (expected {exp['function']['name']!r})")
-                continue
-            got = actual[i]["function"]
-            want = exp["function"]
-            name_ok = got["name"] == want["name"]
-            args = got.get("arguments")
-            schema_ok, why = self._schema_ok(got["name"], args, schemas)
-            ref_args = want.get("arguments") or {}
-            if not isinstance(ref_args, Mapping):
-                raise ValueError(
-                    f"column {self.reference_column!r}: call {i} arguments must be an object, got {ref_args!r}"
-                )
-            if name_ok and isinstance(args, Mapping):
-                hits = [k for k in ref_args if k in args and _same(args[k], ref_args[k])]
-                args_share = len(hits) / len(ref_args) if ref_args else 1.0
-            else:
-                hits, args_share = [], 0.0
-            if not name_ok:
-                problems.append(f"call {i}: called {got['name']!r}, expected {want['name']!r}")
-            elif not schema_ok:
-                problems.append(f"call {i}: {why}")
-            elif args_share < 1:
-                missed = [k for k in ref_args if k not in hits]
-                problems.append(
-                    f"call {i}: argument {missed[0]!r} is {shorten(args.get(missed[0], '<missing>'))}, "
-                    f"expected {shorten(ref_args[missed[0]])}"
-                )
-            comps["name"] += name_ok
-            comps["schema"] += schema_ok
-            comps["arguments"] += args_share
-            parts = (float(name_ok), float(schema_ok), args_share)
-            total += sum(parts) / 3 if self.partial else float(all(p == 1 for p in parts))
-        n = len(expected)
-        score = total / max(n, len(actual))
-        if len(actual) > n:
-            problems.append(f"{len(actual) - n} extra call(s)")
-        metrics = {k: v / n for k, v in comps.items()}
-        metrics["calls_matched"] = float(len(actual) == n)
-        return Grade(score, reason="; ".join(problems) or f"{n} call(s) correct", metrics=metrics)
-
-    def _schema_ok(self, name: str, args: Any, schemas: dict[str, Any] | None) -> tuple[bool, str]:
-        if not isinstance(args, Mapping):
-            return False, f"arguments are not a JSON object: {shorten(args)}"
-        if schemas is None:
-            return True, ""
-        if name not in schemas:
-            return False, f"tool {name!r} is not among the row's tools ({', '.join(schemas) or 'none'})"
-        _, _, errors = schema_checks(dict(args), schemas[name])
-        if errors:
-            return False, f"arguments invalid at {_where(errors[0])}: {errors[0].message}"
-        return True, ""
-
-
 @rft.hookimpl
 def rft_register_graders(register):
     register(JsonSchema)
-    register(ToolCall)

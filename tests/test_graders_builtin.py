@@ -55,7 +55,7 @@ def test_every_builtin_is_registered_with_its_module_as_plugin(registry):
         "regex": "graders.strings",
         "text_similarity": "graders.similarity",
         "json_schema": "graders.structured",
-        "tool_call": "graders.structured",
+        "tool_call": "graders.tool_calls",
         "math": "graders.mathematics",
         "numeric": "graders.mathematics",
         "think_format": "graders.format",
@@ -237,66 +237,6 @@ def test_json_schema_from_a_column(registry):
 def test_json_schema_config_errors(registry, params, message):
     with pytest.raises(ConfigError, match=message):
         make(registry, "json_schema", **params)
-
-
-# -- tool calls ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "calls, partial, expected",
-    [
-        ([call("get_weather", city="Paris", unit="c")], True, 1.0),
-        ([call("get_weather", city=" Paris", unit="c")], True, 1.0),  # surrounding whitespace ignored
-        # right tool and valid arguments, one of two reference values wrong: (1 + 1 + 1/2) / 3
-        ([call("get_weather", city="Lyon", unit="c")], True, 2.5 / 3),
-        # `unit: k` breaks the tool's enum: (name 1 + schema 0 + city 1/2) / 3
-        ([call("get_weather", city="Paris", unit="k")], True, 1.5 / 3),
-        ([call("get_time", city="Paris")], True, 0.0),  # wrong tool: nothing else can be right
-        ([call("get_weather", city="Lyon", unit="c")], False, 0.0),  # all or nothing
-        ([], True, 0.0),  # no call made
-        # the right call plus an extra one: 1 correct of 2 calls
-        ([call("get_weather", city="Paris", unit="c"), call("get_weather", city="Rome")], True, 0.5),
-    ],
-)
-def test_tool_call(registry, calls, partial, expected):
-    g = make(registry, "tool_call", partial=partial)
-    s = Sample("", item={"expected_tool_calls": [REF_CALL], "tools": TOOLS}, tool_calls=calls)
-    assert g.grade([s])[0].score == pytest.approx(expected)
-
-
-def test_tool_call_reports_components_and_the_first_problem(registry):
-    g = make(registry, "tool_call")
-    s = Sample(
-        "",
-        item={"expected_tool_calls": [REF_CALL], "tools": TOOLS},
-        tool_calls=[call("get_weather", city="Paris", unit="k")],
-    )
-    out = g.grade([s])[0]
-    assert out.metrics == {"name": 1.0, "schema": 0.0, "arguments": 0.5, "calls_matched": 1.0}
-    assert "$.unit" in out.reason and "'k' is not one of" in out.reason
-
-
-def test_tool_call_parses_calls_from_the_completion_text(registry):
-    text = 'Let me check.<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}</tool_call>'
-    # the reference may be OpenAI's shape with JSON-text arguments, as in fine-tuning data
-    ref = {
-        "tool_calls": [
-            {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "c"}'}}
-        ]
-    }
-    out = run(make(registry, "tool_call"), text, expected_tool_calls=ref, tools=TOOLS)
-    assert out.score == 1.0
-
-
-def test_tool_call_when_no_call_is_expected(registry):
-    g = make(registry, "tool_call")
-    none, some = g.grade(
-        [
-            Sample("It is sunny.", item={"expected_tool_calls": []}),
-            Sample("", item={"expected_tool_calls": []}, tool_calls=[call("get_weather", city="x")]),
-        ]
-    )
-    assert (none.score, some.score) == (1.0, 0.0)
 
 
 # -- math ---------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import re
 from typing import Any
 
 __all__ = [
+    "bfcl_call",
     "decode_arguments",
     "extract_json",
     "parse_tool_calls",
     "normalize_tool_call",
+    "reference_tool_calls",
     "extract_code",
     "completion_text",
     "find_numbers",
@@ -109,6 +111,56 @@ def normalize_tool_call(obj: Any) -> dict[str, Any] | None:
         args = decode_arguments(obj.get("arguments", obj.get("parameters", {})))
         return {"type": "function", "function": {"name": obj["name"], "arguments": args}}
     return None
+
+
+#: Keys of OpenAI's and the bare call shapes: a one-key dict with one of them is no BFCL call.
+_CALL_KEYS = frozenset({"function", "name", "arguments", "parameters", "type", "id", "tool_calls", "ground_truth"})
+
+
+def bfcl_call(obj: Any) -> tuple[str, dict[str, list[Any]]] | None:
+    """A call in BFCL's ``possible_answer`` shape ``{"func": {"arg": [allowed, …]}}`` as
+    ``(name, allowed values per argument)``; None when ``obj`` has another shape.
+
+    Each argument lists the values it may take; ``""`` among them marks it optional.
+
+    >>> bfcl_call({"math.hypot": {"x": [4], "z": ["", 0]}})
+    ('math.hypot', {'x': [4], 'z': ['', 0]})
+    >>> bfcl_call({"name": "f", "arguments": {}}) is None
+    True
+    """
+    if not isinstance(obj, dict) or len(obj) != 1:
+        return None
+    ((name, args),) = obj.items()
+    if not isinstance(name, str) or name in _CALL_KEYS or not isinstance(args, dict):
+        return None
+    if not all(isinstance(v, list) for v in args.values()):
+        return None
+    return name, args
+
+
+def reference_tool_calls(value: Any) -> list[Any]:
+    """The expected calls of a reference, one item per call, each still in its own shape.
+
+    Accepts JSON text, a single call, a list of calls, OpenAI's ``{"tool_calls": [...]}``
+    and a whole BFCL ``possible_answer`` entry ``{"id": …, "ground_truth": [...]}``;
+    None is no call. Each item is then read with :func:`normalize_tool_call` or
+    :func:`bfcl_call`.
+
+    >>> reference_tool_calls('{"id": "simple_1", "ground_truth": [{"f": {"x": [1]}}]}')
+    [{'f': {'x': [1]}}]
+
+    Raises:
+        ValueError: the text is not valid JSON.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = json.loads(value)
+    if isinstance(value, dict):
+        for key in ("ground_truth", "tool_calls"):
+            if isinstance(value.get(key), list):
+                return list(value[key])
+    return list(value) if isinstance(value, list) else [value]
 
 
 def parse_tool_calls(text: str) -> list[dict[str, Any]]:

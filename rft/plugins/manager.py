@@ -60,6 +60,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "graders.strings",
     "graders.similarity",
     "graders.structured",
+    "graders.tool_calls",
     "graders.mathematics",
     "graders.format",
     "graders.openai",
