@@ -8,7 +8,11 @@ per answer, like a small hosted model), run in its own process as a real server 
 - rftkit: the ``score_model`` grader on :mod:`rft.judges.client` with
   ``max_concurrency: 32``, one batch through ``Grader.grade``.
 
-Both parse the same replies. Run::
+Both parse the same replies. Then the price of holding the judge limits per run
+(:mod:`rft.scoring.limits`): acquire + release of a request slot through the
+per-process limiter vs the run-wide one a local executor's workers use (a Unix socket
+to the executor's process), one at a time (latency added to each request) and 32 at a
+time (throughput), and the rftkit run again through the run-wide limiter. Run::
 
     .venv/bin/python benchmarks/judges.py [--n 256] [--latency 0.1] [--concurrency 32]
 """
@@ -16,6 +20,7 @@ Both parse the same replies. Run::
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import socket
 import subprocess
@@ -23,11 +28,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from graders.judges import parse_score  # noqa: E402
 from rft.core import OutcomeKind, Sample  # noqa: E402
 from rft.judges.client import close_all, get_endpoint  # noqa: E402
 from rft.plugins import grader_set_from_config  # noqa: E402
+from rft.scoring.limits import LimiterServer, LimitSpec, LocalLimiter, SocketLimiter, install  # noqa: E402
 
 PROMPT = "Rate the answer from 0 to 10.\nAnswer: {completion}\nEnd your reply with a line 'Score: <number>'."
 
@@ -78,6 +85,27 @@ def fake_server(latency: float, workers: int) -> Iterator[str]:
         proc.wait(10)
 
 
+def limiter_cost(limiter: LocalLimiter | SocketLimiter, n: int, concurrency: int) -> float:
+    """Seconds per request slot (acquire + release), ``concurrency`` requests at a time."""
+    spec = LimitSpec(key="bench", name="bench", max_concurrency=concurrency, budget_tokens=10**12)
+
+    async def run() -> float:
+        async def one() -> None:
+            lease = await limiter.acquire(spec, 100)
+            await asyncio.sleep(0)  # the request
+            limiter.release(lease, (100, 0.0))
+
+        await one()  # connect
+        t0 = time.perf_counter()
+        for start in range(0, n, concurrency):
+            await asyncio.gather(*(one() for _ in range(min(concurrency, n - start))))
+        seconds = (time.perf_counter() - t0) / n
+        await limiter.aclose()
+        return seconds
+
+    return asyncio.run(run())
+
+
 def check(ok: bool, message: str) -> None:
     if not ok:
         raise SystemExit(f"benchmark invalid: {message}")
@@ -126,9 +154,28 @@ def main() -> None:
             f"judge errors: {[o.error for o in outcomes if o.error][:3]}",
         )
         check([o.score for o in outcomes] == expected, "the rftkit judge read wrong scores")
-        ep = get_endpoint(judge.fn.endpoint)
+        judge_fn: Any = judge.fn
+        ep = get_endpoint(judge_fn.endpoint)
         usage, in_flight = ep.usage, ep.max_in_flight
-    close_all()
+
+        limits = LimiterServer()  # what a local executor's worker processes talk to
+        try:
+            cost = {
+                (kind, c): limiter_cost(LocalLimiter() if kind == "process" else SocketLimiter(limits.path), 2000, c)
+                for kind in ("process", "run")
+                for c in (1, 32)
+            }
+            install(SocketLimiter(limits.path))
+            close_all()  # a fresh client loop, connected to the run's limiter
+            judge.grade([Sample("warm-up [[Score: 1]]")])
+            t0 = time.perf_counter()
+            shared = judge.grade([Sample(c) for c in completions])
+            t_shared = time.perf_counter() - t0
+            check([o.score for o in shared] == expected, "the judge read wrong scores through the run's limiter")
+        finally:
+            close_all()  # closes the connection to the run's limiter too
+            install(None)
+            limits.close()
 
     print(f"{args.n} judgments, fake judge latency {args.latency * 1000:.0f} ms (loopback)")
     print(
@@ -142,6 +189,16 @@ def main() -> None:
     )
     print(
         f"  speed-up: {t_serial / t_async:.1f}x  (ideal {min(args.concurrency, args.n)}x when latency, not CPU, bounds it)"
+    )
+    for c in (1, 32):
+        here, run = cost[("process", c)] * 1e6, cost[("run", c)] * 1e6
+        print(
+            f"  judge limits, {c:2d} at a time: per process {here:6.1f} us/request, per run (socket) "
+            f"{run:6.1f} us/request  ({run / here:.1f}x)"
+        )
+    print(
+        f"  rftkit score_model through the run's limiter: {t_shared:7.2f} s "
+        f"({args.n / t_shared:6.1f} judgments/s, {t_shared / t_async:.2f}x the per-process time)"
     )
 
 

@@ -50,8 +50,10 @@ reason, as ``string_check`` does; a dataset column that is not there is an error
 ``judge_prompt_tokens``, ``judge_completion_tokens``, ``judge_attempts`` and, with
 prices, ``judge_cost_usd``.
 
-Limits and budgets hold per process: with N scoring workers or Ray actors an endpoint
-sees up to N × ``max_concurrency`` requests at once, so divide the server's capacity by N.
+Limits and budgets hold per run: ``max_concurrency``, ``requests_per_minute``,
+``tokens_per_minute``, ``budget_usd`` and ``budget_tokens`` count every request of the
+run's scoring workers or Ray actors together (:mod:`rft.judges.client`), so set them to
+what the server can take, whatever ``scoring.num_workers`` is.
 
 Reading replies lives in :mod:`graders.judge_replies` (:func:`parse_score` and
 :func:`parse_label`, re-exported here) and the ``transformers`` backend in

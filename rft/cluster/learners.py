@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["TRAIN_WORKER_ENV", "LearnerRunner", "run_distributed"]
 
-#: Environment set for every Ray Train worker (DESIGN.md §4: the print patch floods logs with bytecode).
+#: Environment set for every Ray Train worker (Ray Train's print patch floods the logs with bytecode).
 TRAIN_WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
 
 

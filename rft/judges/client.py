@@ -4,10 +4,11 @@ Model judges fail in ways rule-based graders do not: an endpoint answers 429 und
 load, a server restarts, a network blip drops a connection. This client turns each of
 those into either a retry or a typed error outcome, never a silent 0:
 
-- **Concurrency**: at most ``max_concurrency`` requests in flight per endpoint and
-  process (an ``asyncio.Semaphore``).
+- **Concurrency**: at most ``max_concurrency`` requests in flight per endpoint in the
+  whole run, across every worker process and Ray actor (see below).
 - **Rate limits**: ``requests_per_minute`` and ``tokens_per_minute`` (leaky buckets from
-  ``aiolimiter``; tokens are estimated before a request from its size and ``max_tokens``).
+  ``aiolimiter``; tokens are estimated before a request from its size and ``max_tokens``),
+  per run as well.
 - **Retries** (``tenacity``) only on transient errors: 408/409/429 (honouring
   ``retry-after-ms`` / ``Retry-After``), 5xx, timeouts and connection errors, with
   exponential backoff and full jitter. Other 4xx answers fail at once with the
@@ -18,7 +19,8 @@ those into either a retry or a typed error outcome, never a silent 0:
 - **Deadline** per judgment, counted from its first attempt: retries stop when the next
   one could not finish in time.
 - **Usage and cost**: tokens, requests, retries and (with prices) USD are counted per
-  endpoint; an optional budget fails further judgments fast once spent.
+  endpoint and process; an optional budget (per run) fails further judgments fast once
+  spent.
 
 Exhausted retries, an open circuit and a spent budget raise
 :class:`rft.core.errors.GraderInfrastructureError` (outcome kind ``infrastructure``).
@@ -26,7 +28,11 @@ Exhausted retries, an open circuit and a spent budget raise
 Every endpoint lives on one background event loop per process, so limits hold across
 batches and graders (``Grader.grade`` runs each batch in a fresh loop) and the objects
 handed to Ray or worker processes hold only an :class:`EndpointConfig`, never a
-connection. Heavy imports (httpx, tenacity, aiolimiter) happen on first use.
+connection. The limits themselves (concurrency, rates, budget) are asked of the run's
+limiter before each attempt (:mod:`rft.scoring.limits`): the executor of a run owns one
+and hands it to its worker processes and Ray actors; outside an executor's workers
+(``inline`` scoring, a grader called directly) the limits hold per process. Heavy
+imports (httpx, tenacity, aiolimiter) happen on first use.
 
 The settings (:class:`EndpointConfig`, :class:`Usage`) live in :mod:`rft.judges.settings`
 and the breaker in :mod:`rft.judges.breaker`; this module re-exports them, so callers
@@ -41,7 +47,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import email.utils
+import hashlib
 import json
 import logging
 import os
@@ -51,7 +59,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from rft.core.errors import GraderFailure, GraderInfrastructureError, JudgeBudgetError
+from rft.core.errors import GraderFailure, GraderInfrastructureError
 from rft.core.text import shorten
 from rft.judges.breaker import CircuitBreaker, CircuitOpenError
 from rft.judges.settings import (
@@ -62,6 +70,7 @@ from rft.judges.settings import (
     EndpointConfig,
     Usage,
 )
+from rft.scoring.limits import Limiter, LimitSpec, LocalLimiter, run_limiter
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +134,12 @@ _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 _loop_pid: int | None = None
 _endpoints: dict[tuple[Any, ...], Endpoint] = {}
+_local_limiter: LocalLimiter | None = None  # the limits of this process, when no run shares them
 
 
 def _client_loop() -> asyncio.AbstractEventLoop:
     """The process's client loop, started on first use (and again after a fork)."""
-    global _loop, _loop_pid
+    global _loop, _loop_pid, _local_limiter
     with _lock:
         if _loop is None or _loop_pid != os.getpid() or _loop.is_closed():
             loop = asyncio.new_event_loop()
@@ -137,7 +147,20 @@ def _client_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _loop, _loop_pid = loop, os.getpid()
             _endpoints.clear()
+            _local_limiter = None
         return _loop
+
+
+def _limiter() -> Limiter:
+    """The limiter this process asks before each request: the run's, else its own."""
+    global _local_limiter
+    shared = run_limiter()
+    if shared is not None:
+        return shared
+    with _lock:
+        if _local_limiter is None:
+            _local_limiter = LocalLimiter()
+        return _local_limiter
 
 
 async def run_on_client_loop(coro: Coroutine[Any, Any, T]) -> T:
@@ -185,6 +208,9 @@ def close_all(timeout: float = 5.0) -> None:
     async def _close() -> None:
         for ep in eps:
             await ep.aclose()
+        shared = run_limiter()
+        if shared is not None:
+            await shared.aclose()
 
     try:
         asyncio.run_coroutine_threadsafe(_close(), loop).result(timeout)
@@ -225,10 +251,16 @@ class Endpoint:
         self.kind = kind
         self.usage = Usage()
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown, name=config.base_url)
+        self.limits = LimitSpec(
+            key=hashlib.sha256(repr((kind, dataclasses.astuple(config))).encode()).hexdigest()[:24],
+            name=config.base_url,
+            max_concurrency=config.max_concurrency,
+            requests_per_minute=config.requests_per_minute,
+            tokens_per_minute=config.tokens_per_minute,
+            budget_usd=config.budget_usd,
+            budget_tokens=config.budget_tokens,
+        )
         self._client: Any = None
-        self._semaphore: asyncio.Semaphore | None = None
-        self._rpm: Any = None
-        self._tpm: Any = None
         self.in_flight = 0
         self.max_in_flight = 0
 
@@ -236,7 +268,6 @@ class Endpoint:
         if self._client is not None:
             return
         import httpx
-        from aiolimiter import AsyncLimiter
 
         c = self.config
         headers = {"User-Agent": "rftkit-judge"}
@@ -247,11 +278,6 @@ class Endpoint:
             limits=httpx.Limits(max_connections=c.max_concurrency, max_keepalive_connections=c.max_concurrency),
             headers=headers,
         )
-        self._semaphore = asyncio.Semaphore(c.max_concurrency)
-        if c.requests_per_minute:
-            self._rpm = AsyncLimiter(c.requests_per_minute, 60)
-        if c.tokens_per_minute:
-            self._tpm = AsyncLimiter(c.tokens_per_minute, 60)
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -285,8 +311,7 @@ class Endpoint:
                 f"endpoint {self.config.base_url} answered without choices[0].message ({shorten(data)}); "
                 "is it an OpenAI-compatible /chat/completions server?"
             ) from err
-        usage = data.get("usage") or {}
-        p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        p, c = _token_usage(data)
         cost = self.config.cost(p, c)
         self.usage.prompt_tokens += p
         self.usage.completion_tokens += c
@@ -370,23 +395,25 @@ class Endpoint:
         return data, attempts, time.monotonic() - t0
 
     async def _attempt(self, url: str, payload: Mapping[str, Any], estimate: int, started: list[float]) -> Any:
-        c = self.config
-        self._check_budget()
         self.breaker.check()  # fail fast without queueing for a slot
-        semaphore: asyncio.Semaphore = self._semaphore  # type: ignore[assignment]  # set by _setup
-        async with semaphore:
-            if self._rpm is not None:
-                await self._rpm.acquire()
-            if self._tpm is not None and estimate:
-                await self._tpm.acquire(min(float(estimate), c.tokens_per_minute or float(estimate)))
-            self._check_budget()
+        limiter = _limiter()
+        # a slot of the run's max_concurrency, the rate limits, the budget check
+        lease = await limiter.acquire(self.limits, estimate)
+        spent: tuple[int, float] | None = None
+        try:
             probe = self.breaker.before_call()  # again: the circuit may have opened while we queued
             try:
                 resp = await self._send(url, payload, started)
-                return self._handle(url, resp)
+                data = self._handle(url, resp)
             finally:
                 if probe and self.breaker.probe_in_flight:
                     self.breaker.abandon_probe()
+            prompt, completion = _token_usage(data)
+            spent = (prompt + completion, self.config.cost(prompt, completion) or 0.0)
+            return data
+        finally:
+            # charged with the release, in one message: the next budget check sees this request
+            limiter.release(lease, spent)
 
     async def _send(self, url: str, payload: Mapping[str, Any], started: list[float]) -> Any:
         import httpx
@@ -452,18 +479,20 @@ class Endpoint:
         self.breaker.record_failure()
         self.usage.circuit_opens += self.breaker.opens - before
 
-    def _check_budget(self) -> None:
-        c, u = self.config, self.usage
-        if c.budget_usd is not None and u.cost_usd >= c.budget_usd:
-            raise JudgeBudgetError(
-                f"judge budget spent: {u.cost_usd:.4f} USD used of budget_usd={c.budget_usd:g} at {c.base_url} "
-                f"({u.requests} judgments in this process); raise budget_usd or remove it to continue"
-            )
-        if c.budget_tokens is not None and u.total_tokens >= c.budget_tokens:
-            raise JudgeBudgetError(
-                f"judge budget spent: {u.total_tokens} tokens used of budget_tokens={c.budget_tokens} at {c.base_url} "
-                f"({u.requests} judgments in this process); raise budget_tokens or remove it to continue"
-            )
+
+def _token_usage(data: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens of a reply's ``usage`` (0 when it has none).
+
+    >>> _token_usage({"usage": {"prompt_tokens": 12, "completion_tokens": 3}})
+    (12, 3)
+    """
+    usage = data.get("usage") if isinstance(data, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return 0, 0
+    try:
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    except (TypeError, ValueError):
+        return 0, 0
 
 
 def _retry_after(headers: Mapping[str, str], cap: float) -> float | None:

@@ -42,16 +42,19 @@ GRADER_TOKEN_ENV = "RFT_GRADER_TOKEN"
 class EndpointConfig:
     """How to reach one endpoint and how hard to push it.
 
-    Equal configs share one connection pool, one set of limits and one circuit breaker
-    per process, so two judges on the same server respect the same ``max_concurrency``.
+    Equal configs share one connection pool and one circuit breaker per process, and one
+    set of limits (concurrency, rates, budget) per run: every worker process and Ray
+    actor of a run asks the run's limiter (:mod:`rft.scoring.limits`), so two judges on
+    the same server, in however many workers, respect the same ``max_concurrency``.
 
     Attributes:
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (vLLM, llama.cpp
             server, Ollama's ``/v1``) or ``https://api.openai.com/v1``.
         api_key: sent as ``Authorization: Bearer …``; None sends no header (local servers).
-        max_concurrency: requests in flight at once, per process.
-        requests_per_minute: request rate limit (None: unlimited).
-        tokens_per_minute: token rate limit, on estimated prompt + ``max_tokens`` (None: unlimited).
+        max_concurrency: requests in flight at once, in the whole run.
+        requests_per_minute: request rate limit of the run (None: unlimited).
+        tokens_per_minute: token rate limit of the run, on estimated prompt + ``max_tokens``
+            (None: unlimited).
         request_timeout: seconds for one HTTP request.
         max_retries: retries after the first attempt, on transient errors only.
         backoff_initial: first backoff in seconds; it doubles per retry, with full jitter.
@@ -61,8 +64,8 @@ class EndpointConfig:
         breaker_cooldown: seconds the circuit stays open before one probe is let through.
         price_input: USD per million prompt tokens (None: cost is not counted).
         price_output: USD per million completion tokens.
-        budget_usd: stop judging (fail fast) once this much was spent in this process.
-        budget_tokens: stop judging once this many tokens were used in this process.
+        budget_usd: stop judging (fail fast) once the run spent this much.
+        budget_tokens: stop judging once the run used this many tokens.
     """
 
     base_url: str

@@ -14,6 +14,10 @@ itself (``os._exit``, a segfault, the OOM killer) is replaced the same way and t
 sample it was on is retried up to the grader's ``retries``, then dropped as
 ``infrastructure``.
 
+Limits that hold for the whole run (a judge endpoint's ``max_concurrency``, rate limits
+and budget) are served to the workers by one :class:`rft.scoring.limits.LimiterServer`
+in this process, which the workers find through ``$RFT_LIMITS_SOCKET``.
+
 ``ScoringOptions(inline=True)`` runs graders in this process instead: the fastest
 path for unit tests and debugging, with the same contract except that a crashing
 grader takes the process with it and a hung sync grader is reported as a timeout but
@@ -34,6 +38,7 @@ from collections.abc import Sequence
 from rft.core import GraderSet, Outcome
 from rft.core.errors import PluginError
 from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
+from rft.scoring.limits import LimiterServer
 from rft.scoring.runner import (
     ASYNC_GRACE_S,
     EventLoopThread,
@@ -56,13 +61,14 @@ class _Worker:
     needs no ``if __name__ == "__main__":`` guard and is never re-imported.
     """
 
-    def __init__(self, payload: GraderSetPayload):
+    def __init__(self, payload: GraderSetPayload, env: dict[str, str]):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rft.scoring.runner", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w),
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -116,9 +122,10 @@ class _Worker:
         self.kill()
 
 
-def _shutdown(workers: list[_Worker]) -> None:
+def _shutdown(workers: list[_Worker], limits: LimiterServer) -> None:
     for w in workers:
         w.stop()
+    limits.close()
 
 
 class LocalExecutor(Executor):
@@ -145,8 +152,9 @@ class LocalExecutor(Executor):
             self._loop = EventLoopThread()
             return
         self._payload = make_payload(grader_set)
-        self._workers = [_Worker(self._payload) for _ in range(self.options.num_workers)]
-        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+        self._limits = LimiterServer()  # the run's judge limits, shared by every worker
+        self._workers = [_Worker(self._payload, self._limits.env) for _ in range(self.options.num_workers)]
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self._limits)
         logger.info("local executor: %d worker processes", len(self._workers))
 
     # -- running ------------------------------------------------------------
@@ -246,10 +254,10 @@ class LocalExecutor(Executor):
         if died and not was_ready:
             self.close()
             raise PluginError(f"a grader worker process died while loading the grader set (exit code {code})")
-        fresh = _Worker(self._payload)
+        fresh = _Worker(self._payload, self._limits.env)
         self._workers[k] = fresh
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _shutdown, self._workers)
+        self._finalizer = weakref.finalize(self, _shutdown, self._workers, self._limits)
 
     def _on_timeout(self, k: int, w: _Worker, ledger: Ledger) -> None:
         task = w.task

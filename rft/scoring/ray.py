@@ -14,6 +14,12 @@ gives up on the call after ``timeout × samples in the shard`` plus a grace peri
 does the same. An actor that dies (``os._exit``, OOM, node lost) is replaced and its
 samples are retried up to the grader's ``retries``, then dropped as ``infrastructure``.
 
+Limits that hold for the whole run (a judge endpoint's ``max_concurrency``, rate limits
+and budget) live in one more actor, :class:`LimiterActor` (named ``rft-limits-<pool>``,
+no CPU), created with the pool and handed to every grader actor as a
+:class:`RayLimiter`; when a grader actor is replaced, the request slots it held are
+given back.
+
 Connection (:func:`connect`, the one function rftkit connects to Ray with, also used by
 :mod:`rft.cluster`): an explicit ``address``, then ``RAY_ADDRESS``, then a local Ray
 started here (with the dashboard off); a Ray already initialised in this process is
@@ -25,6 +31,7 @@ uses the same actors and never kills them; the driver that created the pool owns
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pickle
@@ -34,8 +41,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from rft.core import GraderSet, Outcome
-from rft.core.errors import PluginError, RFTError
+from rft.core.errors import GraderInfrastructureError, JudgeBudgetError, PluginError, RFTError
 from rft.scoring.base import Executor, Job, Ledger, ScoringOptions, Task
+from rft.scoring.limits import LimiterService, LimitSpec, install
 from rft.scoring.runner import (
     ASYNC_GRACE_S,
     EventLoopThread,
@@ -49,7 +57,7 @@ from rft.scoring.runner import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ClusterError", "RayExecutor", "connect", "pack", "resolve_address"]
+__all__ = ["ClusterError", "LimiterActor", "RayExecutor", "RayLimiter", "connect", "pack", "resolve_address"]
 
 #: Seconds to wait for the grader actors to start before reporting what blocks them.
 ACTOR_START_TIMEOUT_S = 300.0
@@ -57,12 +65,83 @@ ACTOR_START_TIMEOUT_S = 300.0
 DRIVER_GRACE_S = 5.0
 #: Times one actor is replaced when it is lost (node died, process killed) before it started.
 START_REPLACEMENTS = 3
+#: Calls the limiter actor serves at once: each waiting request holds one, and a release
+#: must never queue behind them.
+LIMITER_CONCURRENCY = 100_000
+
+
+class LimiterActor:
+    """The run's :class:`~rft.scoring.limits.LimiterService` as an async Ray actor
+    (a plain class; :class:`RayExecutor` makes it remote)."""
+
+    def __init__(self) -> None:
+        self.service = LimiterService()
+
+    async def acquire(self, owner: str, lease: str, spec: dict[str, Any], tokens: int) -> tuple[str, str]:
+        """("ok", ""), ("budget", message), or ("cancelled", "") when released while waiting."""
+        try:
+            await self.service.acquire(owner, lease, LimitSpec(**spec), tokens)
+        except JudgeBudgetError as err:
+            return "budget", str(err)
+        except asyncio.CancelledError:  # released while it waited: its caller gave up
+            return "cancelled", ""
+        return "ok", ""
+
+    async def release(self, lease: str, usage: tuple[int, float] | None) -> None:
+        self.service.release(lease, usage)
+
+    async def forget(self, owner: str) -> int:
+        return self.service.forget(owner)
+
+    async def spent(self, key: str) -> tuple[int, float, int]:
+        return self.service.spent(key)
+
+
+class RayLimiter:
+    """A grader actor's line to the run's :class:`LimiterActor` (a
+    :class:`~rft.scoring.limits.Limiter`; picklable, it travels to the actor).
+
+    Args:
+        actor: the limiter actor's handle.
+        owner: names the grader actor, so its slots can be given back when it is replaced.
+    """
+
+    def __init__(self, actor: Any, owner: str):
+        self.actor = actor
+        self.owner = owner
+        self._n = 0
+
+    async def acquire(self, spec: LimitSpec, tokens: int) -> str:
+        self._n += 1
+        lease = f"{self.owner}-{self._n}"
+        try:
+            status, message = await self.actor.acquire.remote(self.owner, lease, spec.to_dict(), tokens)
+        except asyncio.CancelledError:
+            self.actor.release.remote(lease, None)  # granted or still waiting: the actor settles either
+            raise
+        except Exception as err:  # noqa: BLE001 - any Ray failure: the limiter is unreachable
+            raise GraderInfrastructureError(
+                f"the run's judge limiter actor cannot be reached ({type(err).__name__}: {err})"
+            ) from err
+        if status == "budget":
+            raise JudgeBudgetError(message)
+        if status != "ok":
+            raise GraderInfrastructureError(f"the run's judge limiter refused a request slot ({status})")
+        return lease
+
+    def release(self, lease: str, usage: tuple[int, float] | None = None) -> None:
+        self.actor.release.remote(lease, usage)
+
+    async def aclose(self) -> None:
+        """Nothing to close (the executor owns the limiter actor)."""
 
 
 class GraderActor:
     """The grader actor (a plain class; :class:`RayExecutor` makes it remote)."""
 
-    def __init__(self, payload: GraderSetPayload):
+    def __init__(self, payload: GraderSetPayload, limiter: RayLimiter | None = None):
+        if limiter is not None:
+            install(limiter)  # the judge client asks the run's limiter, not this process's
         self.grader_set = load_grader_set(payload)
         self.loop = EventLoopThread()
 
@@ -163,6 +242,7 @@ def connect(address: str | None = None, *, dashboard: bool = False, **init_kwarg
 
 
 _REMOTE: Any = None
+_REMOTE_LIMITER: Any = None
 
 
 def _remote_actor_class() -> Any:
@@ -172,6 +252,15 @@ def _remote_actor_class() -> Any:
 
         _REMOTE = ray.remote(GraderActor)
     return _REMOTE
+
+
+def _remote_limiter_class() -> Any:
+    global _REMOTE_LIMITER
+    if _REMOTE_LIMITER is None:
+        import ray
+
+        _REMOTE_LIMITER = ray.remote(LimiterActor)
+    return _REMOTE_LIMITER
 
 
 class RayExecutor(Executor):
@@ -196,8 +285,19 @@ class RayExecutor(Executor):
         self._pool_id = os.urandom(6).hex()  # names this pool's replacement actors
         self._actors: list[Any] = []
         self._generation: list[int] = []
+        self._limiter: Any = None
         try:
-            self._actors = [self._new_actor() for _ in range(self.options.num_workers)]
+            self._limiter = (
+                _remote_limiter_class()
+                .options(
+                    name=f"rft-limits-{self._pool_id}",
+                    num_cpus=0,
+                    max_concurrency=LIMITER_CONCURRENCY,
+                    max_restarts=0,
+                )
+                .remote()
+            )
+            self._actors = [self._new_actor(k) for k in range(self.options.num_workers)]
             self._generation = [0] * len(self._actors)
             self._wait_ready()
         except BaseException:
@@ -210,15 +310,19 @@ class RayExecutor(Executor):
         )
 
     # -- the pool -----------------------------------------------------------
-    def _new_actor(self, slot: int | None = None, generation: int = 0) -> Any:
+    def _owner_name(self, slot: int, generation: int) -> str:
+        return f"rft-graders-{self._pool_id}-{slot}-{generation}"
+
+    def _new_actor(self, slot: int, generation: int = 0) -> Any:
         opts: dict[str, Any] = {"max_concurrency": self.options.max_concurrency, "max_restarts": 0}
         opts.update(self.options.actor_resources)
-        if slot is not None and generation > 0:
+        name = self._owner_name(slot, generation)
+        if generation > 0:
             # A replacement is named by (pool, slot, generation): every copy of this executor
             # (one per Ray Train learner) that sees the same actor die gets the same new actor,
             # so the learners keep sharing one pool of the configured size.
-            opts.update(name=f"rft-graders-{self._pool_id}-{slot}-{generation}", get_if_exists=True)
-        return _remote_actor_class().options(**opts).remote(self._payload)
+            opts.update(name=name, get_if_exists=True)
+        return _remote_actor_class().options(**opts).remote(self._payload, RayLimiter(self._limiter, name))
 
     def _wait_ready(self) -> None:
         """Wait until every actor has loaded the grader set.
@@ -265,6 +369,8 @@ class RayExecutor(Executor):
 
         if kill:
             ray.kill(self._actors[k], no_restart=True)
+        # the request slots the old actor held (a judgment in flight when it died) come back
+        self._limiter.forget.remote(self._owner_name(k, self._generation[k]))
         self._generation[k] += 1
         self._actors[k] = self._new_actor(k, self._generation[k])
 
@@ -372,12 +478,13 @@ class RayExecutor(Executor):
         import ray
 
         if ray.is_initialized():
-            for a in self._actors:
+            for a in [*self._actors, *([self._limiter] if self._limiter is not None else [])]:
                 try:
                     ray.kill(a, no_restart=True)
                 except (ValueError, RFTError):  # pragma: no cover - already gone
                     logger.debug("grader actor already gone")
         self._actors = []
+        self._limiter = None
         self._owner = False
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
