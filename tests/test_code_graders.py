@@ -497,11 +497,13 @@ def _samples(tag: str) -> list[Sample]:
 def _check_batch(result) -> None:
     code = result.scores("code_exec")
     # the good completions score 2/3 (the row's third assert is wrong on purpose);
-    # every hostile one scores 0 and costs only its own sample
+    # every hostile one scores 0 and costs only its own sample, except the one that
+    # kills its harness: no test result came back, an infrastructure error, not a 0
+    killer = 3
     assert code[0] == pytest.approx(2 / 3) and code[-1] == pytest.approx(2 / 3)
-    assert code[1:-1] == [0.0] * len(HOSTILE)
+    assert code[1:-1] == [None if i == killer else 0.0 for i in range(len(HOSTILE))]
     assert result.scores("exact") == [1.0] + [0.0] * (len(HOSTILE) + 1)
-    assert result.errors() == []
+    assert [(i, gid, o.kind.value) for i, gid, o in result.errors()] == [(1 + killer, "code_exec", "infrastructure")]
 
 
 #: The engine tests run fork and memory bombs on the default backend: never without isolation.
