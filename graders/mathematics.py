@@ -5,8 +5,8 @@ thread, and a timeout there is swallowed (``parse`` returns ``[]``, ``verify``
 returns False), which used to score a sample 0.0. The ``math`` grader turns them off
 and keeps its own deadline instead, the same on every thread (local workers run
 graders on their main thread, Ray actors and ``inline`` scoring on helper threads):
-past ``MATH_TIMEOUT_S`` the grading thread is interrupted and the sample is recorded
-as a ``timeout``. math-verify's errors are raised (``raise_on_error=True``) and become
+past its ``time_limit`` (default :data:`MATH_TIMEOUT_S`) the grading thread is
+interrupted and the sample is recorded as a ``timeout``. math-verify's errors are raised (``raise_on_error=True``) and become
 ``grader_error`` outcomes. A 0.0 means math-verify compared the answers and they differ.
 The scoring engine's own killing timeout stays the backstop for C code that cannot
 be interrupted (e.g. a huge integer power).
@@ -133,9 +133,23 @@ def _equal(gold: list[Any], pred: list[Any]) -> bool:
     return False
 
 
-def _grade_math(completion: str, answer: Any, time_limit: float) -> Grade:
-    import math_verify  # noqa: F401 - imported before the deadline starts: a first import is slow
+_warm = threading.Lock()
+_warmed = False
 
+
+def _warm_up() -> None:
+    """Import math-verify and run it once per process outside any deadline: its first call
+    imports and builds parsers lazily, slow work no interruption should land in."""
+    global _warmed
+    with _warm:
+        if not _warmed:
+            _equal(_parse("$1$"), _parse("$1$"))
+            _warmed = True
+
+
+def _grade_math(completion: str, answer: Any, time_limit: float) -> Grade:
+    if not _warmed:
+        _warm_up()
     ref = str(answer).strip()
     text = completion_text(completion)
     tagged = _ANSWER_TAG.findall(text)
