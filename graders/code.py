@@ -21,9 +21,14 @@ milliseconds, no interpreter start-up), with its own CPU limit, in a fresh direc
 afterwards every other process of the sandbox's uid is killed (grandchildren in their
 own session too) and the directory and the private ``/tmp`` are wiped, so one
 completion cannot leave processes or files for the next. A completion that kills the
-harness is retried once in a fresh sandbox and then scores 0 ("killed the sandboxed test
-harness"), costing only its own sample. ``persistent: false`` starts a fresh sandbox per
+harness is retried once in a fresh sandbox and then recorded as an ``infrastructure``
+outcome, costing only its own sample. ``persistent: false`` starts a fresh sandbox per
 completion instead (slower, nothing shared at all).
+
+No silent zeros: a harness killed, or out of time, before the tests ran is an
+``infrastructure`` or ``timeout`` outcome, not 0.0 (no test result exists to score);
+once the tests have started, tests that did not finish fail and the ones that passed
+keep their credit.
 
 ``python`` is OpenAI's python grader, ``{"type": "python", "source": "def grade(sample,
 item) -> float: …"}``, run in the sandbox, never in the grading process
@@ -47,9 +52,9 @@ import rft
 import rft.sandbox as sandbox
 from graders.code_jobs import build_program, split_check
 from graders.python_grader import PythonGrader
-from graders.sandboxed import HarnessKilledError, SandboxedGrader
+from graders.sandboxed import HarnessTimeoutError, SandboxedGrader
 from rft.core import Grade
-from rft.core.errors import ConfigError
+from rft.core.errors import ConfigError, GraderInfrastructureError
 from rft.core.text import shorten
 
 __all__ = ["CodeExec", "PythonGrader", "build_program", "split_check"]
@@ -108,14 +113,28 @@ class CodeExec(SandboxedGrader):
             return Grade(0.0, "no code in the completion", {"passed": 0.0, "total": 0.0})
         if mode == "io":
             job.update(case_timeout=self.case_timeout, compare=self.compare)
-        try:
-            result, records = self._run(job)
-        except HarnessKilledError as err:
-            return Grade(0.0, f"0 tests passed; {err}", {"passed": 0.0, "total": 0.0})
+        result, records = self._run(job)  # a harness killed twice raises: infrastructure / timeout
         return self._grade(result, records)
 
     def _grade(self, result: sandbox.SandboxResult, records: list[dict[str, Any]]) -> Grade:
+        """Score the harness's records; tests that ran keep their credit.
+
+        Raises:
+            HarnessTimeoutError: the time limit passed before the harness started the tests.
+            GraderInfrastructureError: the harness stopped before it started the tests.
+        """
         total = next((int(r["total"]) for r in records if isinstance(r.get("total"), int)), 0)
+        if total == 0:  # the harness writes the test count before any code under test runs
+            if result.timed_out:  # a loaded machine or a tiny limit
+                raise HarnessTimeoutError(
+                    f"the test harness ran out of its time limit of {self.time_limit:g}s before the tests "
+                    "started; no test ran (raise `time_limit` if the machine is loaded)"
+                )
+            tail = result.stderr.strip().splitlines()[-1:] or []
+            raise GraderInfrastructureError(
+                f"the test harness stopped before the tests started ({result.describe()})"
+                + (f": {tail[0]}" if tail else "")
+            )
         verdicts: dict[int, dict[str, Any]] = {}
         for r in records:
             t = r.get("t")
@@ -139,11 +158,9 @@ class CodeExec(SandboxedGrader):
                 src = str(verdict.get("src") or "").strip()
                 failure = f"test {t + 1}: {src + ' → ' if src else ''}{verdict.get('err', 'failed')}"
                 break
-        if total == 0:  # timed out before the harness said anything: a loaded machine or a tiny limit
-            failure = f"timed out after {self.time_limit:g}s before the tests started"
-        score = passed / total if total else 0.0
+        score = passed / total
         if self.all_or_nothing:
-            score = 1.0 if total and passed == total else 0.0
+            score = 1.0 if passed == total else 0.0
         reason = f"{passed}/{total} tests passed"
         if failure:
             reason += f"; first failure: {shorten(failure, REASON_CHARS)}"

@@ -5,6 +5,10 @@ harness job (:mod:`graders.programs.code_harness`) either in a fresh sandbox per
 (``persistent: false``) or in one of a few long-lived harness servers per grader instance
 (``persistent: true``): a completion then runs in a process forked from the server, and
 a completion that kills the server is retried once in a fresh one.
+
+A harness that dies on a job twice is an ``infrastructure`` outcome
+(:class:`HarnessKilledError`), one that stops answering a ``timeout``
+(:class:`HarnessTimeoutError`): never a score, since no test result came back.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from rft.core.errors import ConfigError, GraderInfrastructureError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HarnessKilledError", "SandboxedGrader", "harness_source"]
+__all__ = ["HarnessKilledError", "HarnessTimeoutError", "SandboxedGrader", "harness_source"]
 
 #: CPU seconds of a harness server itself (each job gets its own ``time_limit`` in CPU).
 _SERVER_CPU_S = 24 * 3600
@@ -45,8 +49,17 @@ def harness_source() -> str:
     return sandbox.program_source("graders.programs", "code_harness")
 
 
-class HarnessKilledError(Exception):
-    """The program under test killed the harness that was running it (twice)."""
+class HarnessKilledError(GraderInfrastructureError):
+    """The harness running a job died (twice, in fresh sandboxes), most likely killed by
+    the program under test; no test result came back, so the call is recorded as kind
+    ``infrastructure``, never as a score."""
+
+
+class HarnessTimeoutError(HarnessKilledError):
+    """The harness did not answer within the job's time limit plus a grace period (twice),
+    or the job ran out of time before its tests started; recorded as kind ``timeout``."""
+
+    outcome_kind = "timeout"
 
 
 class _Server:
@@ -70,6 +83,7 @@ class _Server:
         self.pid = os.getpid()
         self._buf = b""
         self._k = 0
+        self.hung = False  # the last wait ended at its deadline, not at the server's exit
         if self._read_until(lambda rec: rec.get("ready") is True, _SERVER_GRACE_S * 4) is None:
             tail = self.proc.stderr_tail(500).strip() or "no output"
             self.proc.close()
@@ -87,6 +101,7 @@ class _Server:
                     return rec
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self.hung = True
                 return None
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -215,7 +230,10 @@ class SandboxedGrader:
         Raises:
             GraderInfrastructureError: the sandbox could not run the harness at all
                 (a broken backend, limits too small for the interpreter): never a 0.
-            HarnessKilledError: the program killed the harness, in two fresh sandboxes.
+            HarnessKilledError: the program killed the harness, in two fresh sandboxes
+                (kind ``infrastructure``).
+            HarnessTimeoutError: the harness hung past the time limit and its grace,
+                in two fresh sandboxes (kind ``timeout``).
         """
         if self.persistent:
             return self._run_served(job)
@@ -242,6 +260,7 @@ class SandboxedGrader:
     def _run_served(self, job: Mapping[str, Any]) -> tuple[sandbox.SandboxResult, list[dict[str, Any]]]:
         pool = _pool(self)
         job = {**job, "time_limit": self.time_limit}
+        hung = False
         for _attempt in range(2):
             t0 = time.perf_counter()
             try:
@@ -252,7 +271,12 @@ class SandboxedGrader:
             if rec is None:
                 # the harness died or hung on this job: maybe the job killed it, maybe
                 # not; either way, try once more in a fresh sandbox
-                logger.info("sandbox harness died on a job (%s); retrying in a fresh one", server.proc.stderr_tail(300))
+                hung = server.hung
+                logger.info(
+                    "sandbox harness %s on a job (%s); retrying in a fresh one",
+                    "hung" if hung else "died",
+                    server.proc.stderr_tail(300),
+                )
                 server.close()
                 continue
             pool.put(server)
@@ -267,4 +291,11 @@ class SandboxedGrader:
                 uid=server.proc.uid,
             )
             return result, parse_records(result.channel)
-        raise HarnessKilledError("the program killed the sandboxed test harness (twice, in fresh sandboxes)")
+        if hung:
+            raise HarnessTimeoutError(
+                f"the sandboxed test harness did not answer within {self.time_limit:g}s + {_SERVER_GRACE_S:g}s "
+                "(twice, in fresh sandboxes); no test result came back"
+            )
+        raise HarnessKilledError(
+            "the program killed the sandboxed test harness (twice, in fresh sandboxes); no test result came back"
+        )

@@ -19,7 +19,7 @@ from graders.code import CodeExec
 from graders.code_jobs import build_program, split_check
 from graders.programs import code_harness
 from graders.python_grader import PythonGrader
-from graders.sandboxed import harness_source
+from graders.sandboxed import HarnessKilledError, harness_source
 from rft.core import GraderSet, OutcomeKind, Sample, as_grader
 from rft.core.errors import ConfigError
 from rft.plugins import grader_set_from_config
@@ -296,6 +296,10 @@ def test_hostile_completions_score_zero_and_leave_the_host_alone(served, tmp_pat
     }
     try:
         for name, code in cases.items():
+            if name == "kill the parent":  # no test result came back: an infrastructure error, not a score
+                with pytest.raises(HarnessKilledError):
+                    served(code, passes)
+                continue
             grade = served(code, passes)
             if name != "write outside":  # a private /tmp may accept the write; the host must not see it
                 assert grade.score == 0.0, (name, grade.reason)
@@ -333,8 +337,10 @@ def test_a_job_cannot_leave_files_for_the_next_one(served):
 
 
 def test_killing_the_harness_costs_only_that_sample(served):
-    grade = served("import os\nos.kill(os.getppid(), 9)\n", {"tests": ["assert True"]})
-    assert grade.score == 0.0 and "killed the sandboxed test harness" in grade.reason
+    killer = Sample("import os\nos.kill(os.getppid(), 9)\n", item={"tests": ["assert True"]})
+    out = as_grader(served).grade([killer])[0]
+    # no test result came back: an infrastructure outcome, never a silent 0
+    assert out.kind is OutcomeKind.INFRASTRUCTURE and "killed the sandboxed test harness" in out.error
     assert served("    return a + b\n", ADD).score == 1.0
 
 
@@ -491,11 +497,13 @@ def _samples(tag: str) -> list[Sample]:
 def _check_batch(result) -> None:
     code = result.scores("code_exec")
     # the good completions score 2/3 (the row's third assert is wrong on purpose);
-    # every hostile one scores 0 and costs only its own sample
+    # every hostile one scores 0 and costs only its own sample, except the one that
+    # kills its harness: no test result came back, an infrastructure error, not a 0
+    killer = 3
     assert code[0] == pytest.approx(2 / 3) and code[-1] == pytest.approx(2 / 3)
-    assert code[1:-1] == [0.0] * len(HOSTILE)
+    assert code[1:-1] == [None if i == killer else 0.0 for i in range(len(HOSTILE))]
     assert result.scores("exact") == [1.0] + [0.0] * (len(HOSTILE) + 1)
-    assert result.errors() == []
+    assert [(i, gid, o.kind.value) for i, gid, o in result.errors()] == [(1 + killer, "code_exec", "infrastructure")]
 
 
 #: The engine tests run fork and memory bombs on the default backend: never without isolation.

@@ -8,22 +8,53 @@ itself, one entry built from a config item against a registry, and the YAML read
 from __future__ import annotations
 
 import logging
+import math
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rft.core.errors import ConfigError, GraderError, did_you_mean
-from rft.core.formula import evaluate_formula
+from rft.core.formula import evaluate_formula, formula_names
 from rft.core.grader import Grader, as_grader
 from rft.core.outcome import Outcome, is_number
 from rft.core.sample import Sample
+from rft.core.text import shorten
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ENTRY_KEYS", "GraderEntry", "GraderSet", "build_entry", "load_yaml_or_json", "raise_for_errors"]
+__all__ = [
+    "ENTRY_KEYS",
+    "REWARD_ERROR_KINDS",
+    "GraderEntry",
+    "GraderSet",
+    "RewardError",
+    "build_entry",
+    "load_yaml_or_json",
+    "raise_for_errors",
+]
 
 #: Keys every grader-set entry accepts, whatever the grader.
 ENTRY_KEYS = ("id", "weight", "timeout", "on_error", "retries", "range")
+
+#: Why a grader set with a formula has no reward for a sample: ``missing_score`` (a
+#: score the formula reads is None: its grader failed or does not apply) or
+#: ``formula_error`` (the formula failed on the scores: a division by zero, ``log(0)``,
+#: an overflow, a result that is not a finite number).
+REWARD_ERROR_KINDS = ("missing_score", "formula_error")
+
+
+@dataclass(frozen=True)
+class RewardError:
+    """Why a sample's combined reward is None although its grader set has a formula.
+
+    Attributes:
+        kind: one of :data:`REWARD_ERROR_KINDS`.
+        reason: what failed, naming the formula and the graders or scores involved.
+    """
+
+    kind: str
+    reason: str
 
 
 @dataclass
@@ -134,43 +165,99 @@ class GraderSet:
 
     def _check_formula(self, formula: str) -> None:
         try:
-            self.combine({i: 0.5 for i in self.ids}, _raise=True)
+            evaluate_formula(formula, {i: 0.5 for i in self.ids})
         except Exception as err:
             raise ConfigError(
                 f"formula {formula!r} is invalid: {err} (names available: {', '.join(self.ids)})", key="formula"
             ) from err
 
-    def combine(self, scores: Mapping[str, float | None], *, _raise: bool = False) -> float | None:
+    def combine(self, scores: Mapping[str, float | None]) -> float | None:
         """The reward for one sample from its per-grader scores.
 
         Without a formula: the weighted sum of the scores that apply (None is skipped,
         like TRL's nansum); None when none applies. With a formula: its value, or None
-        when a score it uses is None.
+        when a score it uses is None or it fails on the scores (:meth:`reward` says why).
 
         >>> from rft.core import grader
         >>> gs = GraderSet([grader(lambda completion: 1.0, name="a")])
         >>> gs.combine({"a": 0.5})
         0.5
         """
-        if self.formula:
-            known = {k: v for k, v in scores.items() if v is not None}
-            if len(known) < len(scores) and not _raise:
-                return None
-            if _raise:
-                return evaluate_formula(self.formula, known)
-            try:
-                return evaluate_formula(self.formula, known)
-            except (ArithmeticError, TypeError, ValueError) as err:  # e.g. a division by a zero score
-                logger.warning("formula %r failed on scores %s: %s; reward is None", self.formula, dict(scores), err)
-                return None
-        total, seen = 0.0, False
-        for e in self.entries:
-            s = scores.get(e.id)
-            if s is None or e.weight == 0:
-                continue
-            total += e.weight * s
-            seen = True
-        return total if seen else None
+        return self.reward(scores)[0]
+
+    def reward(
+        self, scores: Mapping[str, float | None], outcomes: Mapping[str, Outcome] | None = None
+    ) -> tuple[float | None, RewardError | None]:
+        """The reward for one sample and, when a formula gives none, why (:class:`RewardError`).
+
+        Args:
+            scores: grader id → score (None: failed or not applicable).
+            outcomes: grader id → outcome, to name the kind of a missing score in the reason.
+
+        >>> from rft.core import grader
+        >>> gs = GraderSet([grader(lambda completion: 1.0, name="a"), grader(lambda completion: 1.0, name="b")],
+        ...                formula="a / b")
+        >>> gs.reward({"a": 1.0, "b": 0.0})[1].kind
+        'formula_error'
+        """
+        if not self.formula:
+            total, seen = 0.0, False
+            for e in self.entries:
+                s = scores.get(e.id)
+                if s is None or e.weight == 0:
+                    continue
+                total += e.weight * s
+                seen = True
+            return (total if seen else None), None
+        used = formula_names(self.formula)
+        missing = [i for i in self.ids if i in used and scores.get(i) is None]
+        if missing:
+            why = []
+            for gid in missing:
+                out = (outcomes or {}).get(gid)
+                if out is None:
+                    why.append(f"{gid!r} has no score")
+                elif out.kind.is_error:
+                    skipped = " (on_error: skip)" if out.fallback else ""
+                    why.append(f"{gid!r} failed ({out.kind.value}{skipped}): {shorten(out.error or '', 160)}")
+                else:
+                    why.append(f"{gid!r} does not apply" + (f" ({shorten(out.reason, 80)})" if out.reason else ""))
+            return None, RewardError("missing_score", f"formula {self.formula!r} has no value: {'; '.join(why)}")
+        known = {k: v for k, v in scores.items() if k in used and v is not None}
+        try:
+            value = evaluate_formula(self.formula, known)
+        except Exception as err:  # noqa: BLE001 - recorded as the sample's reward error, counted per batch
+            return None, RewardError(
+                "formula_error", f"formula {self.formula!r} failed on scores {known}: {type(err).__name__}: {err}"
+            )
+        if not math.isfinite(value):
+            return None, RewardError("formula_error", f"formula {self.formula!r} gave {value} on scores {known}")
+        return value, None
+
+    def rewards(self, outcomes: Sequence[Mapping[str, Outcome]]) -> tuple[list[float | None], list[RewardError | None]]:
+        """The reward of each sample of a batch (:meth:`reward`) and, per sample, why it has none.
+
+        A formula that fails on some samples is logged once per batch, with the count
+        of each kind and the first reason; the per-sample errors go into the batch
+        result and its metrics (``reward/count/<kind>``).
+        """
+        values: list[float | None] = []
+        errors: list[RewardError | None] = []
+        for per in outcomes:
+            value, error = self.reward({gid: o.score for gid, o in per.items()}, per)
+            values.append(value)
+            errors.append(error)
+        failed = [e for e in errors if e is not None and e.kind == "formula_error"]
+        if failed:
+            counts = Counter(e.kind for e in errors if e is not None)
+            logger.warning(
+                "the reward formula gave no reward for %d of %d samples (%s); first: %s",
+                sum(counts.values()),
+                len(errors),
+                ", ".join(f"{k} {c}" for k, c in counts.most_common()),
+                failed[0].reason,
+            )
+        return values, errors
 
 
 def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str = "graders[?]") -> GraderEntry:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from rft.config import ScoringOptions
-from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, Sample
+from rft.core import GraderEntry, GraderSet, Outcome, OutcomeKind, RewardError, Sample
 from rft.core.errors import GraderError
 from rft.core.text import shorten
 from rft.scoring.cache import ResultCache, grader_inputs
@@ -39,6 +39,8 @@ class BatchResult:
     Attributes:
         outcomes: per sample, grader id → :class:`Outcome`.
         rewards: per sample, the combined reward (``GraderSet.combine``), None when none applies.
+        reward_errors: per sample, why a formula gave no reward (:class:`rft.core.RewardError`:
+            ``missing_score`` or ``formula_error`` with a reason), None when it gave one.
         metrics: flat per-batch metrics, e.g. ``graders/<id>/mean``, ``graders/<id>/latency_p95``,
             ``graders/<id>/count/<kind>``, ``graders/<id>/cache_hit_rate`` — ready for TRL's ``log_metric``.
     """
@@ -46,6 +48,7 @@ class BatchResult:
     outcomes: list[dict[str, Outcome]]
     rewards: list[float | None]
     metrics: dict[str, float] = field(default_factory=dict)
+    reward_errors: list[RewardError | None] = field(default_factory=list)
 
     def scores(self, grader_id: str) -> list[float | None]:
         """Per-sample scores of one grader (error outcomes give their fallback score or None)."""
@@ -318,9 +321,11 @@ class Executor(abc.ABC):
                 dup.cached = True
                 found[i][entry.id] = dup
         outcomes = [{e.id: e.apply_policy(per[e.id]) for e in self.grader_set} for per in found]
-        rewards = [self.grader_set.combine({gid: o.score for gid, o in per.items()}) for per in outcomes]
-        result = BatchResult(outcomes, rewards)
-        result.metrics = batch_metrics(self.grader_set, outcomes, rewards, seconds=time.perf_counter() - t0)
+        rewards, reward_errors = self.grader_set.rewards(outcomes)
+        result = BatchResult(outcomes, rewards, reward_errors=reward_errors)
+        result.metrics = batch_metrics(
+            self.grader_set, outcomes, rewards, seconds=time.perf_counter() - t0, reward_errors=reward_errors
+        )
         self._check_budget(batch, result, step)
         return result
 

@@ -12,7 +12,10 @@ For every grader id ``<id>`` in the set:
 ``graders/<id>/metrics/<name>``        mean of a named sub-metric of :class:`~rft.Grade`
 =====================================  ==================================================
 
-plus ``reward/mean``, ``reward/std`` over the combined rewards and ``scoring/seconds``.
+plus ``reward/mean``, ``reward/std`` over the combined rewards and ``scoring/seconds``;
+with a formula also ``reward/count/missing_score`` and ``reward/count/formula_error``:
+samples left without a reward because a score the formula reads is None, or because
+the formula failed on the scores (a division by zero, ``log(0)``, not a finite number).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from rft.core import GraderSet, Outcome, OutcomeKind
+from rft.core import REWARD_ERROR_KINDS, GraderSet, Outcome, OutcomeKind, RewardError
 from rft.core.text import percentile
 
 __all__ = ["batch_metrics"]
@@ -43,8 +46,18 @@ def batch_metrics(
     rewards: Sequence[float | None],
     *,
     seconds: float | None = None,
+    reward_errors: Sequence[RewardError | None] | None = None,
 ) -> dict[str, float]:
-    """The flat metrics of one scored batch (see the module docstring for the names)."""
+    """The flat metrics of one scored batch (see the module docstring for the names).
+
+    Args:
+        grader_set: the set that scored the batch.
+        outcomes: per sample, grader id → outcome (after the ``on_error`` policy).
+        rewards: per sample, the combined reward.
+        seconds: wall time of the batch.
+        reward_errors: per sample, why its reward is None (:meth:`GraderSet.rewards`);
+            worked out again from ``outcomes`` when not given.
+    """
     n = len(outcomes)
     m: dict[str, float] = {}
     for entry in grader_set:
@@ -83,6 +96,15 @@ def batch_metrics(
         for k, vs in sub.items():
             m[f"{p}metrics/{k}"] = math.fsum(vs) / len(vs)
     m["reward/mean"], m["reward/std"] = _mean_std([x for x in rewards if x is not None])
+    if grader_set.formula:
+        if reward_errors is None:
+            reward_errors = [
+                grader_set.reward({gid: o.score for gid, o in per.items()}, per)[1] if r is None else None
+                for per, r in zip(outcomes, rewards)
+            ]
+        failed = [e.kind for e in reward_errors if e is not None]
+        for reward_kind in REWARD_ERROR_KINDS:
+            m[f"reward/count/{reward_kind}"] = float(failed.count(reward_kind))
     if seconds is not None:
         m["scoring/seconds"] = seconds
     return m
