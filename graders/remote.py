@@ -43,7 +43,7 @@ class Remote:
         url: the server, e.g. ``http://127.0.0.1:8700``.
         grader: the grader's id in the server's grader set.
         batch_size: samples per request.
-        max_concurrency: requests in flight at once (per process).
+        max_concurrency: requests in flight at once, across every worker and actor of the run.
         request_timeout: seconds for one request (a whole batch on the server).
         max_retries: retries on connection errors, timeouts, 429 and 5xx.
         deadline: seconds per batch, retries included (None: no limit).
