@@ -29,6 +29,10 @@ PR_SET_PDEATHSIG = 1
 WORKDIR = "/tmp/sandbox"
 #: Where a Python installation the sandbox uid cannot reach is bound read-only.
 REBIND_DIR = "/tmp/.rft-python"
+#: Where read-only directories under a hidden one wait while it is covered.
+STAGING_DIR = "/tmp/.rft-ro"
+#: Flags of a read-only remount (``nosuid``/``nodev`` kept: a user namespace may not drop them).
+RO_REMOUNT = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
 
 
 def mount(libc: Any, src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -63,6 +67,22 @@ def relocate(argv: list[str], rebind: str | None) -> list[str]:
     if rebind and out and out[0].startswith(rebind + "/"):
         out[0] = REBIND_DIR + out[0][len(rebind) :]
     return out
+
+
+def under(path: str, dirs: list[str]) -> bool:
+    """``path`` is one of ``dirs`` or inside one.
+
+    >>> under("/root/venv/lib", ["/root", "/home"]), under("/rooted", ["/root"])
+    (True, False)
+    """
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def bind_read_only(libc: Any, src: str, target: str) -> None:
+    """Bind ``src`` at ``target`` (created if missing) and make that mount read-only."""
+    os.makedirs(target, 0o755, exist_ok=True)
+    mount(libc, src, target, None, MS_BIND | MS_REC)
+    mount(libc, None, target, None, RO_REMOUNT)
 
 
 def read_inputs(host_dir: str, names: list[str]) -> dict[str, bytes]:
@@ -112,9 +132,19 @@ def main(argv: list[str]) -> None:
         mount(libc, cfg["rebind"], REBIND_DIR, None, MS_BIND | MS_REC)
         mount(libc, None, REBIND_DIR, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID)
         prog = relocate(prog, cfg["rebind"])
+    hidden = [d for d, _ in cfg["hide"] if os.path.isdir(d) and not os.path.islink(d)]
+    staged = []  # read-only dirs under a hidden one: bound aside now, put back once it is covered
+    for i, d in enumerate(cfg.get("read_only", [])):
+        if under(d, hidden):
+            bind_read_only(libc, d, f"{STAGING_DIR}/{i}")
+            staged.append((f"{STAGING_DIR}/{i}", d))
+        else:
+            bind_read_only(libc, d, d)
     for d, writable in cfg["hide"]:
-        if os.path.isdir(d) and not os.path.islink(d):
+        if d in hidden:
             mount(libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(cfg["disk"], writable))
+    for src, d in staged:
+        bind_read_only(libc, src, d)
     uid = cfg["uid"]
     write_inputs(WORKDIR, inputs, uid)
     pid = os.fork()
