@@ -42,7 +42,7 @@ class StringCheck(InputReference):
 
     Args:
         reference: template of the reference, e.g. ``"{{item.answer}}"``.
-        operation: ``eq``, ``ne``, ``like`` or ``ilike``.
+        operation: ``eq``, ``ne`` (also ``neq``, as OpenAI's guide spells it), ``like`` or ``ilike``.
         input: template of the text checked (default: the completion).
         name: OpenAI's grader name (used as the grader's id in a set).
         pass_threshold: OpenAI's pass mark, accepted on every grader type: the grade
@@ -57,6 +57,8 @@ class StringCheck(InputReference):
     """
 
     OPERATIONS = ("eq", "ne", "like", "ilike")
+    #: Other spellings: OpenAI's graders guide writes ``neq`` where the API says ``ne``.
+    ALIASES = {"neq": "ne"}
 
     def __init__(
         self,
@@ -66,6 +68,7 @@ class StringCheck(InputReference):
         name: str | None = None,
         pass_threshold: float | None = None,
     ):
+        operation = self.ALIASES.get(operation, operation)
         if operation not in self.OPERATIONS:
             raise ConfigError(
                 f"string_check: unknown operation {operation!r}; {did_you_mean(operation, self.OPERATIONS)}"
