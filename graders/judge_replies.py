@@ -32,8 +32,9 @@ def _strip(text: str) -> str:
 def read_score(text: str, low: float, high: float) -> tuple[float, str]:
     """Read the number a judge answered, as it answered it (not clipped); ``(score, explanation)``.
 
-    Understands JSON (``{"score": 7}``, also ``result``/``rating``/``grade``), a
-    ``Score: 7`` line (the last one wins), and a reply that is just a number.
+    Understands JSON (``{"score": 7}``, also ``result``/``rating``/``grade``, and OpenAI's
+    own score model format ``{"result": 0.5, "steps": [{"description", "conclusion"}]}``),
+    a ``Score: 7`` line (the last one wins), and a reply that is just a number.
     ``<think>…</think>`` blocks are ignored. ``low`` and ``high`` only word the error.
 
     Raises:
@@ -45,6 +46,8 @@ def read_score(text: str, low: float, high: float) -> tuple[float, str]:
     (0.25, 'partly right')
     >>> read_score("12", 0, 10)[0]
     12.0
+    >>> read_score('{"result": 0.5, "steps": [{"description": "d", "conclusion": "half right"}]}', 0, 1)
+    (0.5, 'half right')
     """
     from rft.core.parsing import extract_json
 
@@ -60,6 +63,9 @@ def read_score(text: str, low: float, high: float) -> tuple[float, str]:
                 value = obj[key]
                 break
         explanation = str(obj.get("reason") or obj.get("explanation") or obj.get("reasoning") or "")
+        steps = obj.get("steps")
+        if not explanation and isinstance(steps, list):  # OpenAI's score model format: {"result", "steps"}
+            explanation = " ".join(str(st.get("conclusion") or "") for st in steps if isinstance(st, Mapping)).strip()
     if value is None:
         matches = list(_SCORE_LINE.finditer(body))
         if matches:
