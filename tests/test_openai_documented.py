@@ -1,8 +1,9 @@
 """OpenAI grader JSON exactly as OpenAI documents it, with OpenAI's own example objects.
 
-The grader objects below are copied from OpenAI's graders guide and API reference
-(``/fine_tuning/alpha/graders/run``), with the item and model sample of the reference's
-example where it has one. One test (or table) per documented point:
+The grader objects below are copied from OpenAI's graders guide
+(https://developers.openai.com/api/docs/guides/graders) and API reference
+(``POST /fine_tuning/alpha/graders/run``), with the item and model sample of the
+documented run where there is one. One test (or table) per documented point:
 
 - ``pass_threshold`` is accepted on every grader type and means "a sample passes when
   its score is at least this" (a ``passed`` metric; the score is unchanged);
@@ -63,7 +64,57 @@ def grade(sample, item) -> float:
     reference_answer = item["reference_answer"]
     return fuzz.WRatio(output_text, reference_answer, processor=utils.default_process) / 100.0
 """
-PYTHON = {"type": "python", "name": "Example python grader", "image_tag": "2025-05-08", "source": PYTHON_SOURCE}
+PYTHON = {"type": "python", "source": PYTHON_SOURCE}
+#: The guide's minimal python grader object, with its image tag.
+PYTHON_MINIMAL = {"type": "python", "source": "def grade(sample, item):\n    return 1.0", "image_tag": "2025-05-08"}
+
+#: The graders guide's score model grader, with its pass_threshold, and its run's item and sample.
+SCORE_MODEL_GUIDE = {
+    "type": "score_model",
+    "name": "my_score_model",
+    "input": [
+        {
+            "role": "system",
+            "content": "You are an expert grader. If the reference and model answer are exact matches, output a score "
+            "of 1. If they are somewhat similar in meaning, output a score in 0.5. Otherwise, give a score of 0.",
+        },
+        {
+            "role": "user",
+            "content": "Reference: {{ item.reference_answer }}. Model answer: {{ sample.output_text }}",
+        },
+    ],
+    "pass_threshold": 0.5,
+    "model": "o4-mini-2025-04-16",
+    "range": [0, 1],
+    "sampling_params": {
+        "max_completions_tokens": 32768,
+        "top_p": 1,
+        "reasoning_effort": "medium",
+    },
+}
+
+#: The graders guide's multigrader over JSON output (a text_similarity with pass_threshold).
+JSON_MULTI = {
+    "type": "multi",
+    "graders": {
+        "name": {
+            "name": "name_grader",
+            "type": "text_similarity",
+            "input": "{{sample.output_json.name}}",
+            "reference": "{{item.name}}",
+            "evaluation_metric": "fuzzy_match",
+            "pass_threshold": 0.9,
+        },
+        "email": {
+            "name": "email_grader",
+            "type": "string_check",
+            "input": "{{sample.output_json.email}}",
+            "reference": "{{item.email}}",
+            "operation": "eq",
+        },
+    },
+    "calculate_output": "(name + email) / 2",
+}
 
 #: The API reference's score model grader (its judge answers just the score).
 SCORE_MODEL = {
@@ -157,7 +208,8 @@ def grade(obj: dict, completion: str | Sample, judge_url: str | None = None, **i
 DOCUMENTED = {
     "string_check": (STRING_CHECK, MODEL_SAMPLE, ITEM, 1.0),
     "text_similarity": (TEXT_SIMILARITY, MODEL_SAMPLE, ITEM, 1.0),
-    "python": (PYTHON, MODEL_SAMPLE, ITEM, 1.0),
+    "python": (PYTHON, MODEL_SAMPLE, ITEM, 1.0),  # fuzz.WRatio of equal texts
+    "python_minimal": (PYTHON_MINIMAL, MODEL_SAMPLE, ITEM, 1.0),
     "score_model": (SCORE_MODEL, MODEL_SAMPLE, ITEM, 1.0),
     "label_model": (LABEL_MODEL, "I love it", {"response": "[[positive]]"}, 1.0),
     "multi": (
@@ -189,6 +241,42 @@ def test_pass_threshold_is_accepted_on_every_grader_type(kind, threshold, passed
     # the threshold decides `passed` (score >= threshold); the reward stays the score
     assert (out.kind, out.score) == (OutcomeKind.SCORE, pytest.approx(expected))
     assert out.metrics["passed"] == passed
+
+
+def test_score_model_from_the_guide_with_its_pass_threshold():
+    # the judge answers in the response format the guide describes: {"result": float, "steps": [...]}
+    def reply(messages):
+        return json.dumps({"result": 0.5, "steps": [{"description": "compare", "conclusion": "similar"}]})
+
+    with FakeOpenAI(responder=reply) as server:
+        out = grade(SCORE_MODEL_GUIDE, "0.9", server.base_url, reference_answer=1.0)
+        sent = server.payloads[-1]["messages"]
+    assert (out.kind, out.score, out.metrics["passed"]) == (OutcomeKind.SCORE, 0.5, 1.0)
+    assert "similar" in out.reason  # the steps' conclusions explain the score
+    assert sent[1]["content"].startswith("Reference: 1.0. Model answer: 0.9")  # `{{ item.x }}` with spaces
+
+
+def test_json_multigrader_from_the_guide():
+    item = {"name": "John Doe", "email": "john.doe@gmail.com"}
+    g = load(JSON_MULTI)
+    right, typo, wrong_email, prose = g.grade(
+        [
+            Sample('{"name": "John Doe", "email": "john.doe@gmail.com"}', item=item),
+            Sample('{"name": "Jon Doe", "email": "john.doe@gmail.com"}', item=item),
+            Sample('{"name": "John Doe", "email": "jd@gmail.com"}', item=item),
+            Sample('Here you go: {"name": "John Doe", "email": "john.doe@gmail.com"}', item=item),
+        ]
+    )
+    assert (right.score, right.metrics["name/passed"]) == (1.0, 1.0)
+    # "samples that get the email right will score between 0.5-1.0"; the name's pass mark is 0.9
+    assert 0.5 < typo.score < 1.0 and typo.metrics["name/passed"] == 1.0
+    assert wrong_email.score == 0.5
+    assert prose.score == 0.0  # not JSON as a whole: output_json is not set
+
+
+def test_string_check_neq_as_the_guide_spells_it():
+    obj = {**STRING_CHECK, "operation": "neq"}
+    assert [grade(obj, text).score for text in (MODEL_SAMPLE, "a bear")] == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("kind", list(DOCUMENTED))
@@ -336,6 +424,18 @@ def test_score_model_reply_without_a_number_is_still_unparseable_not_zero(judge)
 
 
 # -- python grader: the runtime's documented libraries, read-only, no network ----------------
+
+
+@linux_only
+def test_python_grader_run_from_the_guide():
+    fuzz = pytest.importorskip("rapidfuzz.fuzz")
+    from rapidfuzz import utils
+
+    item = {"reference_answer": "fuzzy wuzzy had no hair"}
+    out = grade(PYTHON, "fuzzy wuzzy was a bear", **item)
+    expected = fuzz.WRatio("fuzzy wuzzy was a bear", item["reference_answer"], processor=utils.default_process) / 100
+    assert (out.kind, out.score) == (OutcomeKind.SCORE, pytest.approx(expected))
+    assert 0 < out.score < 1
 
 
 def test_offered_libraries_are_the_documented_ones_that_are_installed():
