@@ -180,6 +180,23 @@ def drop_argv(uid: int) -> list[str]:
     ]
 
 
+def _ro_binds(paths: Sequence[str], bound: list[str], made: set[str]) -> list[str]:
+    """bwrap options binding each of ``paths`` read-only at its own path (its parents made
+    0755), unless it lies in a directory already bound; updates ``bound`` and ``made``."""
+    cmd: list[str] = []
+    for path in paths:
+        if any(path == b or path.startswith(b + "/") for b in bound):
+            continue
+        for parent in reversed(Path(path).parents):
+            s = str(parent)
+            if s != "/" and s not in made and not any(s == b or s.startswith(b + "/") for b in bound):
+                cmd += ["--perms", "0755", "--dir", s]
+                made.add(s)
+        cmd += ["--ro-bind", path, path]
+        bound.append(path)
+    return cmd
+
+
 def bwrap_argv(
     argv: list[str],
     files: Sequence[str],
@@ -215,19 +232,12 @@ def bwrap_argv(
             cmd += ["--ro-bind", d, d]
             bound.append(d)
     made: set[str] = set()
-    for prefix in [*python_prefixes(), *read_only]:
-        if any(prefix == b or prefix.startswith(b + "/") for b in bound):
-            continue
-        for parent in reversed(Path(prefix).parents):
-            s = str(parent)
-            if s != "/" and s not in made and not any(s == b or s.startswith(b + "/") for b in bound):
-                cmd += ["--perms", "0755", "--dir", s]
-                made.add(s)
-        cmd += ["--ro-bind", prefix, prefix]
-        bound.append(prefix)
+    cmd += _ro_binds(python_prefixes(), bound, made)
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--size", disk, "--perms", "1777", "--tmpfs", "/tmp"]
     cmd += ["--size", disk, "--perms", "0777", "--tmpfs", BWRAP_WORKDIR]
+    # after the tmpfs mounts, so that one under /tmp is not covered (bwrap reads sources on the host)
+    cmd += _ro_binds(read_only, bound, made)
     subdirs = sorted({str(p) for name in files for p in PurePosixPath(name).parents if str(p) != "."}, key=len)
     for d in subdirs:  # bwrap would make them 0700 root-owned
         cmd += ["--perms", "0777", "--dir", f"{BWRAP_WORKDIR}/{d}"]
