@@ -68,6 +68,16 @@ OPENAI_LIBRARIES = (
 )
 
 
+#: Import names of the documented packages whose import name differs from the PyPI name.
+_IMPORT_NAMES = {
+    "scikit-learn": "sklearn",
+    "rouge-score": "rouge_score",
+    "pyyaml": "yaml",
+    "scikit-bio": "skbio",
+    "ast-grep-py": "ast_grep_py",
+}
+
+
 @dataclass(frozen=True)
 class Libraries:
     """The libraries offered to sandboxed ``grade`` functions.
@@ -264,6 +274,32 @@ class PythonGrader(SandboxedGrader):
     def _read_only(self) -> tuple[str, ...]:
         return self._libraries().dirs
 
+    def _import_hint(self, error: str) -> str:
+        """What to do about a module ``grade`` could not import (empty for other errors).
+
+        >>> g = PythonGrader("def grade(sample, item):\\n    return 1.0", libraries=[])
+        >>> g._import_hint("ModuleNotFoundError: No module named 'torch'")  # doctest: +ELLIPSIS
+        ' (offered to grade(): the standard library only; set `libraries` to offer installed packages)'
+        """
+        m = re.match(r"ModuleNotFoundError: No module named '([\w.]+)'", error)
+        if m is None:
+            return ""
+        top = m.group(1).split(".")[0]
+        libs = self._libraries()
+        dist = next((d for d, mod in _IMPORT_NAMES.items() if mod == top), top)
+        if dist in libs.missing:
+            return (
+                f" ({dist} is one of the libraries OpenAI's python grader runtime offers, but it is not "
+                f"installed beside rftkit here: pip install {dist})"
+            )
+        offered = ", ".join(libs.offered) or "the standard library only"
+        return (
+            f" (offered to grade(): {offered}; other packages are not importable, as in OpenAI's runtime; "
+            "set `libraries` to choose)"
+            if libs.offered
+            else f" (offered to grade(): {offered}; set `libraries` to offer installed packages)"
+        )
+
     def __call__(self, completion: str, item: Mapping[str, Any], sample: Any = None) -> Any:
         """Run ``grade`` in the sandbox; its value (a ``Grade`` when ``pass_threshold`` is set).
 
@@ -291,7 +327,8 @@ class PythonGrader(SandboxedGrader):
             raise PythonGraderError(f"grade() {str(err).removeprefix('the program ')}") from None
         for r in records:
             if "error" in r:
-                raise PythonGraderError(f"grade() raised {r['error']}\n{r.get('traceback', '')}".strip())
+                hint = self._import_hint(str(r["error"]))
+                raise PythonGraderError(f"grade() raised {r['error']}{hint}\n{r.get('traceback', '')}".strip())
             if "value" in r:
                 value = r["value"]
                 if "type" in r:

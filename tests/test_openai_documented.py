@@ -517,3 +517,16 @@ def test_python_grader_with_no_libraries_has_the_standard_library_only():
     source = "def grade(sample, item):\n    import numpy\n    return 1.0\n"
     out = grade({"type": "python", "name": "lib", "source": source, "libraries": []}, "x")
     assert out.kind is OutcomeKind.GRADER_ERROR and "No module named 'numpy'" in str(out.error)
+
+
+@linux_only
+def test_an_import_error_says_what_is_offered_and_how_to_get_more():
+    missing = offered_libraries().missing
+    if missing:  # a documented library not installed here: the error says to install it
+        dist = missing[0]
+        source = f"def grade(sample, item):\n    import {_module(dist)}\n    return 1.0\n"
+        out = grade({"type": "python", "name": "lib", "source": source}, "x")
+        assert out.kind is OutcomeKind.GRADER_ERROR and f"pip install {dist}" in str(out.error)
+    source = "def grade(sample, item):\n    import torch\n    return 1.0\n"
+    out = grade({"type": "python", "name": "lib", "source": source}, "x")
+    assert "other packages are not importable" in str(out.error) or "standard library only" in str(out.error)
