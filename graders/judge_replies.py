@@ -3,7 +3,8 @@
 Kept apart from the graders in :mod:`graders.judges` (which re-exports both names) so the
 rules for what counts as a readable reply can be read, and tested, on their own. A reply
 that cannot be read raises :class:`rft.core.errors.JudgeParseError` (outcome kind
-``judge_unparseable``), never a score.
+``judge_unparseable``), never a score. A number outside the score model's ``range`` is
+clipped to it, as OpenAI documents for ``score_model``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from rft.core.errors import JudgeParseError
 from rft.core.text import shorten
 
-__all__ = ["normalize_label", "parse_label", "parse_score"]
+__all__ = ["clip_score", "normalize_label", "parse_label", "parse_score", "read_score"]
 
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 _NUMBER = r"[-+]?\d+(?:\.\d+)?"
@@ -28,22 +29,25 @@ def _strip(text: str) -> str:
     return _THINK.sub("", text or "").strip()
 
 
-def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
-    """Read a score from a judge's reply; returns ``(score, explanation)``.
+def read_score(text: str, low: float, high: float) -> tuple[float, str]:
+    """Read the number a judge answered, as it answered it (not clipped); ``(score, explanation)``.
 
-    Understands JSON (``{"score": 7}``, also ``result``/``rating``/``grade``), a
-    ``Score: 7`` line (the last one wins), and a reply that is just a number.
-    ``<think>…</think>`` blocks are ignored.
+    Understands JSON (``{"score": 7}``, also ``result``/``rating``/``grade``, and OpenAI's
+    own score model format ``{"result": 0.5, "steps": [{"description", "conclusion"}]}``),
+    a ``Score: 7`` line (the last one wins), and a reply that is just a number.
+    ``<think>…</think>`` blocks are ignored. ``low`` and ``high`` only word the error.
 
     Raises:
-        JudgeParseError: no score, or one outside ``[low, high]``.
+        JudgeParseError: the reply holds no number (never read as 0).
 
-    >>> parse_score("Clear and correct.\\nScore: 8", 0, 10)
+    >>> read_score("Clear and correct.\\nScore: 8", 0, 10)
     (8.0, 'Clear and correct.')
-    >>> parse_score('{"score": 0.25, "reason": "partly right"}', 0, 1)
+    >>> read_score('{"score": 0.25, "reason": "partly right"}', 0, 1)
     (0.25, 'partly right')
-    >>> parse_score("0.5", 0, 1)[0]
-    0.5
+    >>> read_score("12", 0, 10)[0]
+    12.0
+    >>> read_score('{"result": 0.5, "steps": [{"description": "d", "conclusion": "half right"}]}', 0, 1)
+    (0.5, 'half right')
     """
     from rft.core.parsing import extract_json
 
@@ -59,6 +63,9 @@ def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
                 value = obj[key]
                 break
         explanation = str(obj.get("reason") or obj.get("explanation") or obj.get("reasoning") or "")
+        steps = obj.get("steps")
+        if not explanation and isinstance(steps, list):  # OpenAI's score model format: {"result", "steps"}
+            explanation = " ".join(str(st.get("conclusion") or "") for st in steps if isinstance(st, Mapping)).strip()
     if value is None:
         matches = list(_SCORE_LINE.finditer(body))
         if matches:
@@ -73,11 +80,35 @@ def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
             f"no score in the judge's reply {shorten(text)!r}; expected a number from {low:g} to {high:g}, "
             "e.g. a last line 'Score: <number>' or JSON {\"score\": <number>}"
         )
-    if not low <= score <= high:
-        raise JudgeParseError(
-            f"the judge's score {score:g} is outside range [{low:g}, {high:g}] (reply: {shorten(text)!r})"
-        )
     return score, shorten(explanation, 300)
+
+
+def clip_score(score: float, low: float, high: float) -> float:
+    """``score`` clipped to ``[low, high]``: OpenAI truncates a score model's output to
+    its ``range`` (a judge's 11 on a 0–10 scale counts as 10; -inf as ``low``).
+
+    >>> clip_score(11, 0, 10), clip_score(-0.5, 0, 1), clip_score(0.5, 0, 1)
+    (10.0, 0.0, 0.5)
+    """
+    return float(min(max(score, low), high))
+
+
+def parse_score(text: str, low: float, high: float) -> tuple[float, str]:
+    """Read a score from a judge's reply and clip it to ``[low, high]`` as OpenAI does;
+    returns ``(score, explanation)`` (see :func:`read_score` for what is understood).
+
+    Raises:
+        JudgeParseError: no score in the reply (never read as 0).
+
+    >>> parse_score("Clear and correct.\\nScore: 8", 0, 10)
+    (8.0, 'Clear and correct.')
+    >>> parse_score("Score: 11", 0, 10)[0]
+    10.0
+    >>> parse_score("0.5", 0, 1)[0]
+    0.5
+    """
+    score, explanation = read_score(text, low, high)
+    return clip_score(score, low, high), explanation
 
 
 def normalize_label(s: str) -> str:

@@ -12,7 +12,8 @@ model and reads a score or a label from its reply. OpenAI's grader JSON works as
             content: Rate how well the answer solves the task.
           - role: user
             content: "Task: {{item.question}}\\nAnswer: {{sample.output_text}}"
-        range: [0, 10]
+        range: [0, 10]          # a reply outside it is clipped to it, as OpenAI does
+        pass_threshold: 7       # optional: a `passed` metric (1.0 when the score is >= 7)
         sampling_params: {temperature: 0, max_completions_tokens: 256}
         # where and how hard (all optional; env defaults shown)
         base_url: http://127.0.0.1:8000/v1  # $RFT_JUDGE_BASE_URL, $OPENAI_BASE_URL, OpenAI
@@ -44,7 +45,10 @@ Outcomes: a reply without a readable score or label is ``judge_unparseable``
 (:class:`rft.core.errors.JudgeParseError`); a dead endpoint, exhausted retries or a spent
 budget is ``infrastructure``; a rejected request (wrong model name, bad key) is
 ``grader_error``; a judgment past its ``deadline`` is ``timeout``. None of them is ever
-a score. A template that reads a part of the completion that is not there
+a score. A ``score_model`` number outside ``range`` is clipped to it (OpenAI's
+documented behaviour; the grade's ``judge_clipped`` metric is 1.0 and the reason gives the
+number the judge said). ``pass_threshold`` (OpenAI's pass mark, on both judges) adds a
+``passed`` metric and leaves the score as it is. A template that reads a part of the completion that is not there
 (``{{sample.output_json.x}}`` without JSON) scores the low end of the range, with the
 reason, as ``string_check`` does; a dataset column that is not there is an error. Each score carries sub-metrics
 ``judge_prompt_tokens``, ``judge_completion_tokens``, ``judge_attempts`` and, with
@@ -75,10 +79,10 @@ from typing import Any
 
 import rft
 from graders.judge_local import local_model
-from graders.judge_replies import normalize_label, parse_label, parse_score
+from graders.judge_replies import clip_score, normalize_label, parse_label, parse_score, read_score
 from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, JudgeParseError, did_you_mean
-from rft.core.templates import Template, TemplateError
+from rft.core.templates import Template, TemplateError, check_pass_threshold, with_pass
 from rft.judges.client import EndpointConfig, get_endpoint
 
 logger = logging.getLogger(__name__)
@@ -176,6 +180,7 @@ class JudgeSettings:
     """
 
     name: str | None = None
+    pass_threshold: float | None = None
     sampling_params: Mapping[str, Any] | None = None
     backend: str = "openai"
     instructions: bool = True
@@ -264,6 +269,7 @@ class _ModelJudge:
         if isinstance(input, (str, Mapping)) or not isinstance(input, Sequence) or not input:
             raise ConfigError(f"{t}: `input` must be a non-empty list of messages ({{role, content}}), got {input!r}")
         self.name = settings.name
+        self.pass_threshold = check_pass_threshold(settings.pass_threshold, t)
         self.backend = backend
         self.messages = [_Message(m, f"{t} input[{i}]") for i, m in enumerate(input)]
         resolved = model or os.environ.get(MODEL_ENV)
@@ -327,6 +333,9 @@ class _ModelJudge:
         return _append_instruction(messages, self._instruction()) if self.instructions else messages
 
     async def __call__(self, sample: Sample) -> Grade:
+        return with_pass(await self._judge(sample), self.pass_threshold)
+
+    async def _judge(self, sample: Sample) -> Grade:
         try:
             messages = self.render(sample)
         except TemplateError as err:
@@ -374,8 +383,10 @@ class ScoreModel(_ModelJudge):
     Args:
         input: chat messages; ``{{item.x}}`` and ``{{sample.output_text}}`` are templated.
         model: the judge model (a local folder for ``backend: transformers``).
-        range: ``[low, high]`` of the score (default ``[0, 1]``); a reply outside it is
-            ``judge_unparseable``.
+        range: ``[low, high]`` of the score (default ``[0, 1]``); a number outside it is
+            clipped to it, as OpenAI documents (metric ``judge_clipped`` 1.0).
+        pass_threshold: OpenAI's pass mark: a ``passed`` metric, 1.0 when the score is
+            at least it; the score is unchanged.
         sampling_params: sent with the request (``temperature``, ``seed``, ``top_p``,
             ``max_completions_tokens``, ``reasoning_effort``, …).
         instructions: append a line telling the judge how to format its answer.
@@ -427,8 +438,13 @@ class ScoreModel(_ModelJudge):
         return [f"{v:g}" for v in self._values()]
 
     def _read(self, text: str) -> Grade:
-        score, why = parse_score(text, *self.range)
-        return Grade(score, why or f"judge score {score:g}")
+        said, why = read_score(text, *self.range)
+        score = clip_score(said, *self.range)
+        if score == said:
+            return Grade(score, why or f"judge score {score:g}")
+        lo, hi = self.range
+        note = f"the judge said {said:g}, outside range [{lo:g}, {hi:g}]: clipped to {score:g}"
+        return Grade(score, f"{why}; {note}" if why else note, {"judge_clipped": 1.0})
 
     def _from_probs(self, probs: list[float]) -> Grade:
         values = self._values()
@@ -454,7 +470,7 @@ class LabelModel(_ModelJudge):
         model: the judge model (a local folder for ``backend: transformers``).
         labels: the labels the judge chooses from.
         passing_labels: the labels that score 1.0 (others score 0.0).
-        Other settings: as for :class:`ScoreModel`.
+        Other settings: as for :class:`ScoreModel` (``pass_threshold`` included).
 
     >>> judge = LabelModel(input=[{"role": "user", "content": "{{sample.output_text}}"}], model="m",
     ...                    base_url="http://127.0.0.1:9/v1", labels=["good", "bad"], passing_labels=["good"])

@@ -29,6 +29,7 @@ import rft
 from rft.core import Grade, Outcome, Sample
 from rft.core.errors import ConfigError
 from rft.core.formula import FORMULA_FUNCTIONS, evaluate_formula
+from rft.core.templates import check_pass_threshold, with_pass
 
 __all__ = ["Multi", "FORMULA_FUNCTIONS", "evaluate_formula"]
 
@@ -44,6 +45,8 @@ class Multi:
         calculate_output: the formula, e.g. ``"0.7 * exact + 0.3 * close"``.
         name: OpenAI's grader name (used as the grader's id in a set).
         plugins: plugin files or modules that provide sub-graders not built in.
+        pass_threshold: OpenAI's pass mark (every grader type takes it): a ``passed``
+            metric, 1.0 when the combined score is at least it; the score is unchanged.
 
     Raises:
         ConfigError: a sub-grader is invalid, a name is not an identifier, or the
@@ -68,6 +71,7 @@ class Multi:
         calculate_output: str,
         name: str | None = None,
         plugins: Sequence[str] = (),
+        pass_threshold: float | None = None,
     ):
         from rft.core import build_entry
         from rft.plugins import get_plugin_manager, get_registry
@@ -80,6 +84,7 @@ class Multi:
         if bad:
             raise ConfigError(f"multi: sub-grader name {bad[0]!r} must be an identifier (it is a formula variable)")
         self.name = name
+        self.pass_threshold = check_pass_threshold(pass_threshold, "multi")
         self.graders = {k: dict(v) if isinstance(v, Mapping) else v for k, v in graders.items()}
         self.calculate_output = calculate_output
         self.plugins = list(plugins)
@@ -103,6 +108,7 @@ class Multi:
             "calculate_output": self.calculate_output,
             "name": self.name,
             "plugins": self.plugins,
+            "pass_threshold": self.pass_threshold,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -142,7 +148,9 @@ class Multi:
         for k, out in outcomes.items():
             metrics.update({f"{k}/{m}": v for m, v in out.metrics.items()})
         shown = ", ".join(f"{k}={v:.3g}" for k, v in scores.items())
-        return Grade(value, reason=f"{self.calculate_output} with {shown}", metrics=metrics)
+        return with_pass(
+            Grade(value, reason=f"{self.calculate_output} with {shown}", metrics=metrics), self.pass_threshold
+        )
 
 
 @rft.hookimpl

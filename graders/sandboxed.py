@@ -74,10 +74,11 @@ class _Server:
         limits = sandbox.Limits(wall_s=owner.time_limit, cpu_s=_SERVER_CPU_S, memory_mb=owner.memory_mb)
         self.proc = sandbox.spawn(
             argv,
-            files={"main.py": harness_source()},
+            files=owner._harness_files(),
             limits=limits,
             backend=owner.backend,
             require_isolation=owner.require_isolation,
+            read_only=owner._read_only(),
         )
         self.backend = self.proc.backend
         self.pid = os.getpid()
@@ -224,6 +225,18 @@ class SandboxedGrader:
                 "install bubblewrap (apt-get install bubblewrap) or allow unshare namespaces"
             )
 
+    def _harness_files(self) -> dict[str, str]:
+        """The files the harness runs from: ``main.py`` (run first) and what it reads.
+
+        The harness itself by default; the python grader puts a program in front of it
+        that offers its libraries (:mod:`graders.programs.python_libraries`).
+        """
+        return {"main.py": harness_source()}
+
+    def _read_only(self) -> tuple[str, ...]:
+        """Host directories the harness may read (none by default; the python grader's libraries)."""
+        return ()
+
     def _run(self, job: Mapping[str, Any]) -> tuple[sandbox.SandboxResult, list[dict[str, Any]]]:
         """Run the harness on ``job``; the result and the harness's records.
 
@@ -237,15 +250,16 @@ class SandboxedGrader:
         """
         if self.persistent:
             return self._run_served(job)
+        files: dict[str, str | bytes] = {**self._harness_files(), "job.bin": marshal.dumps(dict(job))}
         try:
-            result = sandbox.run_python(
-                harness_source(),
-                args=["{channel_fd}"],
-                files={"job.bin": marshal.dumps(dict(job))},
+            result = sandbox.run(
+                sandbox.python_argv("main.py", "{channel_fd}"),
+                files=files,
                 limits=self.limits,
                 backend=self.backend,
                 require_isolation=self.require_isolation,
                 channel=True,
+                read_only=self._read_only(),
             )
         except sandbox.SandboxError as err:
             raise GraderInfrastructureError(f"sandbox: {err}") from err

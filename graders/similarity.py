@@ -27,7 +27,7 @@ from typing import Any
 import rft
 from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, did_you_mean
-from rft.core.templates import InputReference
+from rft.core.templates import InputReference, check_pass_threshold, with_pass
 
 logger = logging.getLogger(__name__)
 
@@ -204,13 +204,9 @@ class TextSimilarity(InputReference):
                 f"{did_you_mean(evaluation_metric, METRICS)}"
             )
         check_metric_available(evaluation_metric)
-        if pass_threshold is not None and (
-            isinstance(pass_threshold, bool) or not isinstance(pass_threshold, (int, float))
-        ):
-            raise ConfigError(f"text_similarity: pass_threshold must be a number, got {pass_threshold!r}")
+        self.pass_threshold = check_pass_threshold(pass_threshold, "text_similarity")
         self.name = name
         self.evaluation_metric = evaluation_metric
-        self.pass_threshold = None if pass_threshold is None else float(pass_threshold)
         self._set_templates("text_similarity", input, reference)
         _preload(evaluation_metric)
 
@@ -225,13 +221,7 @@ class TextSimilarity(InputReference):
         text, ref = rendered
         # clamp: float rounding gives e.g. BLEU 1.0000000000000004 for identical texts
         score = min(1.0, max(0.0, similarity(self.evaluation_metric, text, ref)))
-        reason = f"{self.evaluation_metric} {score:.3f}"
-        metrics: dict[str, float] = {}
-        if self.pass_threshold is not None:
-            passed = score >= self.pass_threshold
-            metrics["passed"] = float(passed)
-            reason += f" ({'≥' if passed else '<'} pass_threshold {self.pass_threshold:g})"
-        return Grade(score, reason=reason, metrics=metrics)
+        return with_pass(Grade(score, reason=f"{self.evaluation_metric} {score:.3f}"), self.pass_threshold)
 
 
 @rft.hookimpl

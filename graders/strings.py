@@ -9,7 +9,7 @@ from typing import Any
 import rft
 from rft.core import Grade, Sample
 from rft.core.errors import ConfigError, did_you_mean
-from rft.core.templates import InputReference
+from rft.core.templates import InputReference, check_pass_threshold, with_pass
 
 __all__ = ["exact_match", "StringCheck", "Regex"]
 
@@ -42,9 +42,12 @@ class StringCheck(InputReference):
 
     Args:
         reference: template of the reference, e.g. ``"{{item.answer}}"``.
-        operation: ``eq``, ``ne``, ``like`` or ``ilike``.
+        operation: ``eq``, ``ne`` (also ``neq``, as OpenAI's guide spells it), ``like`` or ``ilike``.
         input: template of the text checked (default: the completion).
         name: OpenAI's grader name (used as the grader's id in a set).
+        pass_threshold: OpenAI's pass mark, accepted on every grader type: the grade
+            carries a ``passed`` metric (1.0 when the score is at least the threshold);
+            the score itself is unchanged.
 
     >>> check = StringCheck(reference="{{item.city}}", operation="ilike")
     >>> check(Sample("I think it is PARIS.", item={"city": "Paris"})).score
@@ -54,6 +57,8 @@ class StringCheck(InputReference):
     """
 
     OPERATIONS = ("eq", "ne", "like", "ilike")
+    #: Other spellings: OpenAI's graders guide writes ``neq`` where the API says ``ne``.
+    ALIASES = {"neq": "ne"}
 
     def __init__(
         self,
@@ -61,13 +66,16 @@ class StringCheck(InputReference):
         operation: str = "eq",
         input: str = "{{sample.output_text}}",  # noqa: A002 - OpenAI's field name
         name: str | None = None,
+        pass_threshold: float | None = None,
     ):
+        operation = self.ALIASES.get(operation, operation)
         if operation not in self.OPERATIONS:
             raise ConfigError(
                 f"string_check: unknown operation {operation!r}; {did_you_mean(operation, self.OPERATIONS)}"
             )
         self.name = name
         self.operation = operation
+        self.pass_threshold = check_pass_threshold(pass_threshold, "string_check")
         self._set_templates("string_check", input, reference)
 
     def __call__(self, sample: Sample) -> Grade:
@@ -85,7 +93,7 @@ class StringCheck(InputReference):
         else:
             ok = ref.casefold() in text.casefold()
         verb = _VERBS[op][0 if ok else 1]
-        return Grade(float(ok), reason=f"input {verb} {_clip(ref)}")
+        return with_pass(Grade(float(ok), reason=f"input {verb} {_clip(ref)}"), self.pass_threshold)
 
 
 _FLAG_NAMES = {

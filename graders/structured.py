@@ -1,8 +1,10 @@
 """Structured-output graders: JSON against a JSON Schema (tool calls: ``graders.tool_calls``).
 
 It validates with ``jsonschema`` (the draft is taken from the schema's ``$schema``,
-default 2020-12) and finds JSON in completions with :func:`rft.core.parsing.extract_json`
-(the whole text, a fenced code block, or the first balanced ``{…}``/``[…]``).
+default 2020-12). ``json_schema`` reads the completion as JSON the way OpenAI fills
+``sample.output_json`` (the whole output must be JSON); with ``extract: lenient`` it finds
+JSON with :func:`rft.core.parsing.extract_json` instead (the whole text, a fenced code
+block, or the first balanced ``{…}``/``[…]``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 import rft
 from rft.core import Grade
-from rft.core.errors import ConfigError
+from rft.core.errors import ConfigError, did_you_mean
 from rft.core.parsing import extract_json
+from rft.core.templates import output_json
 
 __all__ = ["JsonSchema", "schema_checks"]
 
@@ -151,36 +154,48 @@ def _where(error: Any) -> str:
 
 @rft.grader(name="json_schema", range=(0.0, 1.0))
 class JsonSchema:
-    """JSON in the completion (also in a code fence) validated against a JSON Schema; partial credit optional.
+    """The completion as JSON validated against a JSON Schema; partial credit optional.
 
     Args:
         schema: the JSON Schema (an object, or its JSON text).
         schema_column: a dataset column holding each row's schema instead.
         partial: score the share of schema checks passed instead of 1/0.
+        extract: ``whole`` (default): the whole completion must be JSON, as for OpenAI's
+            ``sample.output_json``; ``lenient``: also JSON inside a code fence or prose
+            (the first fenced block or balanced ``{…}``/``[…]``).
         name: the grader's id in a set.
 
     The reason names the first failing path (``$.items[0].price``) and its message;
     ``metrics`` has ``valid`` (1/0) and ``checks_passed`` (the share).
 
     >>> g = JsonSchema(schema={"type": "object", "required": ["answer"]})
-    >>> g('Here: ```json\\n{"answer": 4}\\n```', {}).score
+    >>> g('{"answer": 4}', {}).score, g('Here: ```json\\n{"answer": 4}\\n```', {}).score
+    (1.0, 0.0)
+    >>> JsonSchema(schema={"required": ["answer"]}, extract="lenient")('Here: {"answer": 4}', {}).score
     1.0
     >>> JsonSchema(schema={"type": "object", "required": ["answer"]})("{}", {}).reason
     "invalid at $: 'answer' is a required property"
     """
+
+    #: How JSON is found in the completion: the whole text only, or also inside it.
+    EXTRACT = ("whole", "lenient")
 
     def __init__(
         self,
         schema: Mapping[str, Any] | str | None = None,
         schema_column: str | None = None,
         partial: bool = False,
+        extract: str = "whole",
         name: str | None = None,
     ):
+        if extract not in self.EXTRACT:
+            raise ConfigError(f"json_schema: unknown extract {extract!r}; {did_you_mean(str(extract), self.EXTRACT)}")
         if (schema is None) == (schema_column is None):
             raise ConfigError("json_schema: give exactly one of `schema` (inline) or `schema_column` (per row)")
         self.schema = None if schema is None else _check_schema(schema, "json_schema")
         self.schema_column = schema_column
         self.partial = bool(partial)
+        self.extract = extract
         self.name = name
 
     @property
@@ -193,9 +208,14 @@ class JsonSchema:
         else:
             column = str(self.schema_column)  # set whenever `schema` is not (checked in __init__)
             schema = _check_schema(item[column], f"json_schema: column {column!r}")
-        found, value = extract_json(completion)
+        found, value = output_json(completion) if self.extract == "whole" else extract_json(completion)
         if not found:
-            return Grade(0.0, reason="no JSON found in the completion", metrics={"valid": 0.0, "checks_passed": 0.0})
+            why = (
+                "no JSON found: the completion is not JSON as a whole (extract: lenient also finds JSON inside it)"
+                if self.extract == "whole"
+                else "no JSON found in the completion"
+            )
+            return Grade(0.0, reason=why, metrics={"valid": 0.0, "checks_passed": 0.0})
         passed, total, errors = schema_checks(value, schema)
         share = passed / total if total else 1.0
         if not errors:

@@ -372,8 +372,8 @@ EXACT = "def grade(sample, item):\n    return float(sample['output_text'].strip(
     [
         (EXACT, "42\n", {"answer": "42"}, 1.0),  # exact after strip
         (EXACT, "41", {"answer": "42"}, 0.0),
-        # output_json is the JSON found in the completion
-        ("def grade(sample, item):\n    return sample['output_json']['n'] / 10\n", 'Sure: {"n": 7}', {}, 0.7),
+        # output_json is the completion parsed as JSON (all of it is JSON)
+        ("def grade(sample, item):\n    return sample['output_json']['n'] / 10\n", '{"n": 7}', {}, 0.7),
         # a bool is a valid score
         ("def grade(sample, item):\n    return 'x' in sample['output_text']\n", "xyz", {}, 1.0),
     ],

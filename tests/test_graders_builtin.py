@@ -197,7 +197,9 @@ SCHEMA = {
     "completion, partial, expected, reason",
     [
         ('{"answer": 3, "unit": "cm"}', False, 1.0, "valid"),
-        ('Here it is:\n```json\n{"answer": 3, "unit": "m"}\n```', False, 1.0, "valid"),  # inside a code fence
+        # JSON inside a code fence is not the completion as JSON (OpenAI's output_json);
+        # `extract: lenient` finds it (tests/test_openai_graders.py)
+        ('Here it is:\n```json\n{"answer": 3, "unit": "m"}\n```', False, 0.0, "not JSON as a whole"),
         ("The answer is 3 cm.", False, 0.0, "no JSON found"),
         ('{"answer": "3", "unit": "cm"}', False, 0.0, "$.answer"),  # the reason names the failing path
         # checks: type, required×2, answer type, unit enum: 4 of 5 pass

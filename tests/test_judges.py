@@ -156,8 +156,8 @@ def test_spent_budget_stops_the_run_cleanly(server):
         ('{"score": 2.5, "reason": "vague"}', OutcomeKind.SCORE, 2.5),
         # prose without a score: unparseable, not 0
         ("I cannot judge this.", OutcomeKind.JUDGE_UNPARSEABLE, None),
-        # a score outside range [0, 10] is not trusted
-        ("Score: 11", OutcomeKind.JUDGE_UNPARSEABLE, None),
+        # a score outside range [0, 10] is clipped to it, as OpenAI documents
+        ("Score: 11", OutcomeKind.SCORE, 10.0),
         # a reasoning model's thoughts are ignored; the number after them counts
         ("<think>maybe Score: 1</think>Score: 6", OutcomeKind.SCORE, 6.0),
     ],

@@ -81,6 +81,8 @@ def test_string_check_on_a_json_field_of_the_output():
     # the model gave no JSON: its output is wrong (score 0, reason says why), not the grader
     assert (no_json.kind, no_json.score) == (OutcomeKind.SCORE, 0.0)
     assert "needs JSON in the completion" in no_json.reason
+    # JSON inside a code fence is not output_json either (OpenAI: only a whole-JSON output)
+    assert "not JSON as a whole" in wrong.reason
 
 
 def test_a_column_missing_from_the_row_is_an_error_naming_template_and_key():
@@ -140,8 +142,12 @@ ITEM = {"q": "2+2?", "meta": {"city": "Paris", "tags": ["a", "b"]}, "n": 4}
         ("{{item.meta.tags}}", "", '["a", "b"]'),
         ("Q: {{item.q}} A: {{sample.output_text}}", "4", "Q: 2+2? A: 4"),
         ("{{sample.output_json.answer}}", '{"answer": 4}', "4"),
-        ("{{sample.output_json.steps.0}}", 'Sure: ```json\n{"steps": ["add"]}\n```', "add"),
+        ("{{sample.output_json.steps.0}}", '{"steps": ["add"]}', "add"),
+        ("{{sample.output_json.steps[0]}}", '\n{"steps": ["add"]}\n', "add"),  # whitespace around is fine
         ("{{sample.output_tools.0.function.name}}", '<tool_call>{"name": "f", "arguments": {}}</tool_call>', "f"),
+        ("{{sample.output_tools[0].function.name}}", '<tool_call>{"name": "f", "arguments": {}}</tool_call>', "f"),
+        ("{{ item.meta.tags[-1] }}", "", "b"),
+        ('{{item["q"]}}', "", "2+2?"),
     ],
 )
 def test_template_rendering(template, completion, expected):
@@ -150,8 +156,9 @@ def test_template_rendering(template, completion, expected):
 
 def test_a_single_placeholder_gives_the_raw_value():
     s = Sample('<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>', item=ITEM)
+    # arguments are the JSON string, as in Chat Completions
     assert Template("{{sample.output_tools}}").value(s) == [
-        {"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+        {"type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
     ]
     assert Template("{{item.n}}").value(s) == 4
 
@@ -162,6 +169,8 @@ def test_a_single_placeholder_gives_the_raw_value():
         ("{{item.answer}}", "", "item", "item.answer"),
         ("{{item.meta.country}}", "", "item", "item.meta.country"),
         ("{{item.meta.tags.5}}", "", "item", "item.meta.tags.5"),
+        ("{{item.meta.tags[5]}}", "", "item", "item.meta.tags[5]"),
+        ("{{sample.output_tools[0].function.name}}", "no call", "sample", "sample.output_tools[0].function.name"),
         ("{{sample.output_json.answer}}", "no JSON", "sample", "sample.output_json.answer"),
         ("{{sample.output_json.answer}}", '{"result": 4}', "sample", "sample.output_json.answer"),
     ],
@@ -343,8 +352,9 @@ def test_configs_graders_openai_json_scores_the_example():
     assert gs.ids == ["answer_quality", "json_answer", "fuzzy_solution"]
     results = {e.id: e.grader.grade(samples) for e in gs}
     assert all(o.kind is OutcomeKind.SCORE for outs in results.values() for o in outs)
-    # rows 1 and 8 answer in JSON with the right value; row 5 in JSON with a wrong one
-    assert [o.score for o in results["json_answer"]] == [float(i in (1, 8)) for i in range(12)]
+    # row 1 answers in JSON with the right value; row 5 in JSON with a wrong one; row 8's
+    # JSON is inside a code fence, which is not output_json (OpenAI: the whole output only)
+    assert [o.score for o in results["json_answer"]] == [float(i == 1) for i in range(12)]
     # answer_quality = 0.8 * (answer appears) + 0.2 * rouge_l: the wrong answers (rows 5, 6, 9) score < 0.2
     low = [i for i, o in enumerate(results["answer_quality"]) if o.score < 0.2]
     assert low == [5, 6, 9]

@@ -4,10 +4,13 @@ OpenAI's graders (``string_check``, ``text_similarity``, ``score_model`` …) na
 inputs with templates. Two namespaces exist:
 
 - ``item``: the dataset row; ``{{item.answer}}``, nested ``{{item.meta.city}}``, list
-  elements ``{{item.choices.0}}``.
+  elements ``{{item.choices[0]}}`` (or ``{{item.choices.0}}``), keys with other
+  characters ``{{item["a key"]}}``.
 - ``sample``: the model's output; ``{{sample.output_text}}`` (the completion text),
-  ``{{sample.output_json.x}}`` (a field of the JSON found in the completion) and
-  ``{{sample.output_tools}}`` (its tool calls, OpenAI shape).
+  ``{{sample.output_json.x}}`` (a field of the completion parsed as JSON: only when the
+  *whole* completion is JSON, as OpenAI fills it) and ``{{sample.output_tools}}`` (its
+  tool calls in Chat Completions' shape, ``function.arguments`` always the JSON *string*),
+  e.g. ``{{sample.output_tools[0].function.name}}``.
 
 A template that is exactly one placeholder gives the raw value
 (:meth:`Template.value`); otherwise placeholders are replaced inside the text, with
@@ -33,13 +36,160 @@ from rft.core.errors import ConfigError, RFTError
 if TYPE_CHECKING:  # pragma: no cover
     from rft.core import Grade, Sample
 
-__all__ = ["InputReference", "Template", "TemplateError", "render", "render_inputs", "SAMPLE_FIELDS"]
+__all__ = [
+    "InputReference",
+    "Template",
+    "TemplateError",
+    "render",
+    "render_inputs",
+    "SAMPLE_FIELDS",
+    "check_pass_threshold",
+    "openai_tool_calls",
+    "output_json",
+    "parse_path",
+    "with_pass",
+]
 
 #: Fields of the ``sample`` namespace.
 SAMPLE_FIELDS = ("output_text", "output_json", "output_tools")
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
-_PATH = re.compile(r"^[A-Za-z_][\w-]*(\.[\w-]+)*$")
+#: One step of a path: ``.name``, ``[0]``, ``["key"]`` or ``['key']``.
+_STEP = re.compile(r"""\.([A-Za-z_0-9][\w-]*)|\[\s*(-?\d+)\s*\]|\[\s*"([^"\]]*)"\s*\]|\[\s*'([^'\]]*)'\s*\]""")
+_HEAD = re.compile(r"[A-Za-z_][\w-]*")
+
+#: One part of a parsed path: a key (``str``) or a list index (``int``, from ``[n]``).
+PathPart = str | int
+
+
+def parse_path(expr: str) -> tuple[PathPart, ...] | None:
+    """The parts of a placeholder path, or None when it is not one.
+
+    Dots name keys (a digit key also indexes a list, as before); ``[n]`` is a list index,
+    ``["k"]`` a key with any characters. OpenAI's documented example parses:
+
+    >>> parse_path("sample.output_tools[0].function.name")
+    ('sample', 'output_tools', 0, 'function', 'name')
+    >>> parse_path('item["a key"].tags.1'), parse_path("item.a[")
+    (('item', 'a key', 'tags', '1'), None)
+    """
+    head = _HEAD.match(expr)
+    if head is None:
+        return None
+    parts: list[PathPart] = [head.group(0)]
+    pos = head.end()
+    while pos < len(expr):
+        m = _STEP.match(expr, pos)
+        if m is None:
+            return None
+        name, index, dq, sq = m.groups()
+        if index is not None:
+            parts.append(int(index))
+        else:
+            parts.append(name if name is not None else dq if dq is not None else sq)
+        pos = m.end()
+    return tuple(parts)
+
+
+def _show(parts: Sequence[PathPart]) -> str:
+    """A parsed path written back (``sample.output_tools[0].function``)."""
+    out = str(parts[0])
+    for p in parts[1:]:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif _HEAD.fullmatch(p) or p.isdigit():
+            out += f".{p}"
+        else:
+            out += f"[{json.dumps(p)}]"
+    return out
+
+
+def output_json(text: str) -> tuple[bool, Any]:
+    """OpenAI's ``sample.output_json``: the completion parsed as JSON when the *whole*
+    completion (surrounding whitespace aside) is JSON; ``(found, value)``.
+
+    JSON inside prose or a code fence is not ``output_json`` (OpenAI fills it only for a
+    valid JSON sample); the ``json_schema`` grader's ``extract: lenient`` finds that.
+
+    >>> output_json(' {"a": 1}\\n'), output_json('Sure: {"a": 1}')
+    ((True, {'a': 1}), (False, None))
+    """
+    try:
+        return True, json.loads(text)
+    except ValueError:
+        return False, None
+
+
+def openai_tool_calls(calls: Sequence[Any]) -> list[dict[str, Any]]:
+    """Tool calls in Chat Completions' shape, as OpenAI's ``sample.output_tools`` holds them:
+    ``{"type": "function", "function": {"name", "arguments"}}`` (plus ``id`` when known)
+    with ``arguments`` always the JSON *string*.
+
+    Arguments that already are a string stay byte for byte what the model wrote; decoded
+    ones are written back as JSON (``json.dumps`` with ``ensure_ascii=False``, as
+    OpenAI-compatible servers such as vLLM do). Anything that is not a tool call is left out.
+
+    >>> openai_tool_calls([{"name": "f", "arguments": {"x": "é"}}])
+    [{'type': 'function', 'function': {'name': 'f', 'arguments': '{"x": "é"}'}}]
+    >>> openai_tool_calls([{"id": "c1", "type": "function", "function": {"name": "f", "arguments": '{"x":1}'}}])
+    [{'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': '{"x":1}'}}]
+    """
+    out: list[dict[str, Any]] = []
+    for call in calls:
+        if not isinstance(call, Mapping):
+            continue
+        fn = call.get("function")
+        if isinstance(fn, Mapping):
+            name, args = fn.get("name"), fn.get("arguments")
+        elif "name" in call and ("arguments" in call or "parameters" in call):
+            name, args = call["name"], call.get("arguments", call.get("parameters"))
+        else:
+            continue
+        if args is None:
+            args = {}
+        text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+        one: dict[str, Any] = {"type": "function", "function": {"name": name, "arguments": text}}
+        if call.get("id") is not None:
+            one = {"id": call["id"], **one}
+        out.append(one)
+    return out
+
+
+def check_pass_threshold(value: Any, grader: str) -> float | None:
+    """OpenAI's ``pass_threshold``, checked: None or a number.
+
+    Raises:
+        ConfigError: it is not a number (the message names the grader).
+
+    >>> check_pass_threshold(7, "score_model")
+    7.0
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ConfigError(
+            f"{grader}: pass_threshold must be a number (the score a sample needs to pass), got {value!r}"
+        )
+    return float(value)
+
+
+def with_pass(grade: Grade, threshold: float | None) -> Grade:
+    """``grade`` with OpenAI's pass mark: a ``passed`` metric, 1.0 when the score is at
+    least ``threshold`` (else 0.0). The score itself is unchanged; a grade that does not
+    apply, or no threshold, is returned as is.
+
+    >>> from rft.core import Grade
+    >>> with_pass(Grade(0.5, "ok"), 0.7).metrics, with_pass(Grade(0.7), 0.7).reason
+    ({'passed': 0.0}, 'passed (score 0.7 >= pass_threshold 0.7)')
+    """
+    if threshold is None or grade.score is None:
+        return grade
+    from rft.core import Grade
+
+    passed = grade.score >= threshold
+    note = f"{'passed' if passed else 'failed'} (score {grade.score:g} {'>=' if passed else '<'} pass_threshold {threshold:g})"
+    reason = f"{grade.reason}; {note}" if grade.reason else note
+    return Grade(grade.score, reason, {**grade.metrics, "passed": float(passed)})
 
 
 class TemplateError(RFTError, LookupError):
@@ -71,7 +221,7 @@ class Template:
 
     Raises:
         ConfigError: a placeholder is not ``item.…`` or one of ``sample.output_text``,
-            ``sample.output_json[.…]``, ``sample.output_tools``.
+            ``sample.output_json[.…]``, ``sample.output_tools[.…]``.
     """
 
     def __init__(self, text: str, *, where: str = "template"):
@@ -79,33 +229,38 @@ class Template:
             raise ConfigError(f"{where}: a template must be a string, got {type(text).__name__} {text!r}")
         self.text = text
         self.where = where
-        self.paths: list[tuple[str, ...]] = []
+        self.paths: list[tuple[PathPart, ...]] = []
+        self._by_expr: dict[str, tuple[PathPart, ...]] = {}
         for m in _PLACEHOLDER.finditer(text):
             expr = m.group(1)
-            if not _PATH.match(expr):
+            parts = parse_path(expr)
+            if parts is None:
                 raise ConfigError(
-                    f"{where}: placeholder {{{{{expr}}}}} in {text!r} is not a dotted path like item.answer"
+                    f"{where}: placeholder {{{{{expr}}}}} in {text!r} is not a path like item.answer, "
+                    "item.choices[0] or sample.output_tools[0].function.name"
                 )
-            parts = tuple(expr.split("."))
             if parts[0] == "item":
                 if len(parts) < 2:
                     raise ConfigError(f"{where}: {{{{item}}}} in {text!r} needs a column, e.g. {{{{item.answer}}}}")
+                if not isinstance(parts[1], str):
+                    raise ConfigError(f"{where}: {{{{{expr}}}}} in {text!r}: the row is not a list; name a column")
             elif parts[0] == "sample":
                 if len(parts) < 2 or parts[1] not in SAMPLE_FIELDS:
-                    got = parts[1] if len(parts) > 1 else ""
+                    got = str(parts[1]) if len(parts) > 1 else ""
                     from rft.core.errors import did_you_mean
 
                     raise ConfigError(
                         f"{where}: unknown sample field {got!r} in {text!r}; {did_you_mean(got, SAMPLE_FIELDS)}"
                     )
-                if parts[1] != "output_json" and len(parts) > 2 and parts[1] != "output_tools":
-                    raise ConfigError(f"{where}: sample.{parts[1]} has no fields ({'.'.join(parts)} in {text!r})")
+                if parts[1] == "output_text" and len(parts) > 2:
+                    raise ConfigError(f"{where}: sample.output_text has no fields ({expr} in {text!r})")
             else:
                 raise ConfigError(
                     f"{where}: placeholder {{{{{expr}}}}} in {text!r} must start with `item.` (the row) "
                     "or `sample.` (the model output)"
                 )
             self.paths.append(parts)
+            self._by_expr[expr] = parts
         whole = _PLACEHOLDER.fullmatch(text.strip())
         self.single = whole is not None and len(self.paths) == 1
 
@@ -129,8 +284,8 @@ class Template:
         """The dataset columns the template reads (first path part after ``item``)."""
         seen: list[str] = []
         for p in self.paths:
-            if p[0] == "item" and p[1] not in seen:
-                seen.append(p[1])
+            if p[0] == "item" and str(p[1]) not in seen:
+                seen.append(str(p[1]))
         return tuple(seen)
 
     @property
@@ -152,14 +307,14 @@ class Template:
         """
 
         def sub(m: re.Match[str]) -> str:
-            return _to_text(self._lookup(tuple(m.group(1).split(".")), sample))
+            return _to_text(self._lookup(self._by_expr[m.group(1)], sample))
 
         return _PLACEHOLDER.sub(sub, self.text)
 
-    def _lookup(self, parts: tuple[str, ...], sample: Sample) -> Any:
-        from rft.core.parsing import completion_text, extract_json
+    def _lookup(self, parts: tuple[PathPart, ...], sample: Sample) -> Any:
+        from rft.core.parsing import completion_text
 
-        key = ".".join(parts)
+        key = _show(parts)
         if parts[0] == "item":
             obj: Any = sample.item
             rest = parts[1:]
@@ -172,31 +327,38 @@ class Template:
             if field == "output_text":
                 return completion_text(sample.completion)
             if field == "output_tools":
-                obj = sample.get_tool_calls()
+                obj = openai_tool_calls(sample.get_tool_calls())
                 root = "the completion's tool calls"
             else:
-                found, obj = extract_json(completion_text(sample.completion))
+                found, obj = output_json(completion_text(sample.completion))
                 if not found:
                     raise TemplateError(
-                        f"{self.where}: {{{{{key}}}}} needs JSON in the completion, and none was found "
+                        f"{self.where}: {{{{{key}}}}} needs JSON in the completion, and the completion is not "
+                        "JSON as a whole (OpenAI sets sample.output_json only when the whole output is JSON) "
                         f"(template {self.text!r})",
                         template=self.text,
                         key=key,
                         source=source,
                     )
                 root = "the completion's JSON"
-        walked: list[str] = [parts[0]] if source == "item" else list(parts[:2])
+        walked: list[PathPart] = [parts[0]] if source == "item" else list(parts[:2])
         for part in rest:
             walked.append(part)
-            if isinstance(obj, Mapping) and part in obj:
-                obj = obj[part]
-            elif isinstance(obj, (list, tuple)) and part.lstrip("-").isdigit() and -len(obj) <= int(part) < len(obj):
-                obj = obj[int(part)]
+            index = part if isinstance(part, int) else int(part) if part.lstrip("-").isdigit() else None
+            if isinstance(obj, Mapping) and str(part) in obj:
+                obj = obj[str(part)]
+            elif isinstance(obj, (list, tuple)) and index is not None and -len(obj) <= index < len(obj):
+                obj = obj[index]
             else:
-                have = ", ".join(sorted(map(str, obj))) if isinstance(obj, Mapping) else type(obj).__name__
+                if isinstance(obj, Mapping):
+                    have = ", ".join(sorted(map(str, obj))) or "nothing"
+                elif isinstance(obj, (list, tuple)):
+                    have = f"a list of {len(obj)}" + (f", indexes 0 to {len(obj) - 1}" if obj else "")
+                else:
+                    have = type(obj).__name__
                 raise TemplateError(
-                    f"{self.where}: template {self.text!r} refers to {'.'.join(walked)!r}, which {root} does not "
-                    f"have (available: {have or 'nothing'})",
+                    f"{self.where}: template {self.text!r} refers to {_show(walked)!r}, which {root} does not "
+                    f"have (available: {have})",
                     template=self.text,
                     key=key,
                     source=source,

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from rft.sandbox.limits import Limits
+from rft.sandbox.limits import Limits, SandboxError
 from rft.sandbox.programs import program_source
 from rft.sandbox.programs.unshare_init import WORKDIR as UNSHARE_WORKDIR
 
@@ -20,6 +20,7 @@ __all__ = [
     "PDEATHSIG",
     "SANDBOX_UID_BASE",
     "bwrap_argv",
+    "check_read_only",
     "drop_argv",
     "prlimit_argv",
     "python",
@@ -57,6 +58,33 @@ def python_prefixes() -> list[str]:
     return out
 
 
+def check_read_only(dirs: Sequence[str]) -> tuple[str, ...]:
+    """Host directories to show a sandboxed program read-only, checked and normalized.
+
+    Each must be an absolute path to an existing directory; it appears at the same path
+    inside the sandbox and cannot be written there (bwrap binds it read-only; the
+    ``unshare`` init bind-mounts it read-only, also under a hidden directory such as
+    ``/root``; ``rlimits-only`` has no filesystem isolation: the host's own permissions
+    apply). Under root the files must be readable by an unprivileged uid.
+
+    Raises:
+        SandboxError: a path is relative, missing or not a directory.
+
+    >>> check_read_only(["/usr/lib/", "/usr/lib"])
+    ('/usr/lib',)
+    """
+    out: list[str] = []
+    for d in dirs:
+        if not isinstance(d, str) or not os.path.isabs(d):
+            raise SandboxError(f"read-only sandbox path {d!r} must be an absolute directory path")
+        real = os.path.realpath(d)
+        if not os.path.isdir(real):
+            raise SandboxError(f"read-only sandbox path {d!r} is not a directory on this machine")
+        if real not in out:
+            out.append(real)
+    return tuple(out)
+
+
 def python_argv(*args: str) -> list[str]:
     """The command line that runs sandboxed Python: ``python -I -S -B *args``.
 
@@ -81,6 +109,12 @@ def sandbox_env(workdir: str) -> dict[str, str]:
         "PYTHONNOUSERSITE": "1",
         "PYTHONHASHSEED": "0",
         "PYTHONIOENCODING": "utf-8",
+        # one thread per numeric library, as OpenAI's python grader runtime has one CPU;
+        # thread pools would also run into RLIMIT_NPROC and RLIMIT_AS
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NUMEXPR_NUM_THREADS": "1",
     }
 
 
@@ -146,8 +180,31 @@ def drop_argv(uid: int) -> list[str]:
     ]
 
 
+def _ro_binds(paths: Sequence[str], bound: list[str], made: set[str]) -> list[str]:
+    """bwrap options binding each of ``paths`` read-only at its own path (its parents made
+    0755), unless it lies in a directory already bound; updates ``bound`` and ``made``."""
+    cmd: list[str] = []
+    for path in paths:
+        if any(path == b or path.startswith(b + "/") for b in bound):
+            continue
+        for parent in reversed(Path(path).parents):
+            s = str(parent)
+            if s != "/" and s not in made and not any(s == b or s.startswith(b + "/") for b in bound):
+                cmd += ["--perms", "0755", "--dir", s]
+                made.add(s)
+        cmd += ["--ro-bind", path, path]
+        bound.append(path)
+    return cmd
+
+
 def bwrap_argv(
-    argv: list[str], files: Sequence[str], host_dir: str, limits: Limits, uid: int, as_root: bool
+    argv: list[str],
+    files: Sequence[str],
+    host_dir: str,
+    limits: Limits,
+    uid: int,
+    as_root: bool,
+    read_only: Sequence[str] = (),
 ) -> list[str]:
     """bubblewrap around ``argv``: new namespaces, read-only system and Python, private tmpfs dirs.
 
@@ -158,6 +215,7 @@ def bwrap_argv(
         limits: the run's limits (``disk_mb`` sizes the tmpfs mounts).
         uid: the uid to run the program as (when ``as_root``).
         as_root: rftkit runs as root: drop to ``uid`` inside; else use a user namespace.
+        read_only: host directories bound read-only at the same path (see :func:`check_read_only`).
     """
     disk = str(limits.disk_mb * 1024 * 1024)
     cmd = ["bwrap", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
@@ -174,19 +232,12 @@ def bwrap_argv(
             cmd += ["--ro-bind", d, d]
             bound.append(d)
     made: set[str] = set()
-    for prefix in python_prefixes():
-        if any(prefix == b or prefix.startswith(b + "/") for b in bound):
-            continue
-        for parent in reversed(Path(prefix).parents):
-            s = str(parent)
-            if s != "/" and s not in made and not any(s == b or s.startswith(b + "/") for b in bound):
-                cmd += ["--perms", "0755", "--dir", s]
-                made.add(s)
-        cmd += ["--ro-bind", prefix, prefix]
-        bound.append(prefix)
+    cmd += _ro_binds(python_prefixes(), bound, made)
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--size", disk, "--perms", "1777", "--tmpfs", "/tmp"]
     cmd += ["--size", disk, "--perms", "0777", "--tmpfs", BWRAP_WORKDIR]
+    # after the tmpfs mounts, so that one under /tmp is not covered (bwrap reads sources on the host)
+    cmd += _ro_binds(read_only, bound, made)
     subdirs = sorted({str(p) for name in files for p in PurePosixPath(name).parents if str(p) != "."}, key=len)
     for d in subdirs:  # bwrap would make them 0700 root-owned
         cmd += ["--perms", "0777", "--dir", f"{BWRAP_WORKDIR}/{d}"]
@@ -202,25 +253,33 @@ def bwrap_argv(
 
 
 def unshare_argv(
-    argv: list[str], files: Sequence[str], host_dir: str, limits: Limits, uid: int, as_root: bool
+    argv: list[str],
+    files: Sequence[str],
+    host_dir: str,
+    limits: Limits,
+    uid: int,
+    as_root: bool,
+    read_only: Sequence[str] = (),
 ) -> list[str]:
     """util-linux ``unshare`` running the init program (:mod:`rft.sandbox.programs.unshare_init`).
 
     Arguments as :func:`bwrap_argv`. The init program gets its instructions as one JSON
-    argument: the files to copy, the tmpfs size, the directories to hide, the uid and
+    argument: the files to copy, the tmpfs size, the directories to hide, the read-only ones, the uid and
     the environment of the program.
     """
-    rebind = None
-    for prefix in python_prefixes():
-        if argv and argv[0].startswith(prefix + "/") and not world_traversable(prefix):
-            rebind = prefix
+    # an interpreter the sandbox uid cannot reach (e.g. pyenv under /root) is shown
+    # read-only at its own path, so that its RUNPATH finds its own libpython (the system's
+    # libpython of another patch release would be loaded otherwise)
+    unreachable = [p for p in python_prefixes() if argv and argv[0].startswith(p + "/") and not world_traversable(p)]
+    read_only = [*unreachable, *(d for d in read_only if d not in unreachable)]
     cfg = {
         "files": list(files),
         "host_dir": host_dir,
         "disk": limits.disk_mb * 1024 * 1024,
         "argv": list(argv),
-        "rebind": rebind,
+        "rebind": None,
         "hide": [list(h) for h in _HIDDEN_DIRS],
+        "read_only": list(read_only),
         "uid": uid if as_root else None,
         "env": sandbox_env(UNSHARE_WORKDIR),
     }

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -131,7 +131,13 @@ class Prepared:
         shutil.rmtree(self.host_root, ignore_errors=True)
 
 
-def prepare(argv: list[str], files: Mapping[str, str | bytes], limits: Limits, backend: str) -> Prepared:
+def prepare(
+    argv: list[str],
+    files: Mapping[str, str | bytes],
+    limits: Limits,
+    backend: str,
+    read_only: Sequence[str] = (),
+) -> Prepared:
     """Make the run's private directory with its input files, pick its uid, build its command line.
 
     Raises:
@@ -155,9 +161,9 @@ def prepare(argv: list[str], files: Mapping[str, str | bytes], limits: Limits, b
             names.append(name)
         pre = prlimit_argv(limits, uid, as_root)
         if backend == "bwrap":
-            cmd = pre + bwrap_argv(argv, names, work, limits, uid, as_root)
+            cmd = pre + bwrap_argv(argv, names, work, limits, uid, as_root, read_only)
         elif backend == "unshare":
-            cmd = pre + PDEATHSIG + unshare_argv(argv, names, work, limits, uid, as_root)
+            cmd = pre + PDEATHSIG + unshare_argv(argv, names, work, limits, uid, as_root, read_only)
         else:
             if as_root and not world_traversable(argv[0]):
                 # e.g. an interpreter under /root: an unprivileged uid cannot even start it
@@ -188,6 +194,7 @@ def execute(
     limits: Limits,
     backend: str,
     channel: bool = False,
+    read_only: Sequence[str] = (),
 ) -> SandboxResult:
     """Run ``argv`` under ``backend`` (already checked to be usable) and wait for it.
 
@@ -195,7 +202,7 @@ def execute(
     directory. At the end whatever is left of the run is killed and the directory removed.
     """
     t0 = time.perf_counter()
-    prep = prepare(argv, files, limits, backend)
+    prep = prepare(argv, files, limits, backend, read_only)
     proc: subprocess.Popen[bytes] | None = None
     try:
         streams = {key: os.path.join(prep.host_root, key) for key in ("stdin", "stdout", "stderr", "channel")}
@@ -324,9 +331,16 @@ class SandboxProcess:
         self.close()
 
 
-def start(argv: list[str], *, files: Mapping[str, str | bytes], limits: Limits, backend: str) -> SandboxProcess:
+def start(
+    argv: list[str],
+    *,
+    files: Mapping[str, str | bytes],
+    limits: Limits,
+    backend: str,
+    read_only: Sequence[str] = (),
+) -> SandboxProcess:
     """Start ``argv`` under ``backend`` with a stdin pipe and a side channel; do not wait."""
-    prep = prepare(argv, files, limits, backend)
+    prep = prepare(argv, files, limits, backend, read_only)
     read_fd, write_fd = os.pipe()
     try:
         cmd = [a.replace("{channel_fd}", str(write_fd)) for a in prep.cmd]

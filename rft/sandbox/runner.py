@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 
 from rft.sandbox.backends import resolve_backend
-from rft.sandbox.commands import python_argv
+from rft.sandbox.commands import check_read_only, python_argv
 from rft.sandbox.limits import Limits, SandboxError, SandboxResult
 from rft.sandbox.process import SandboxProcess, execute, start
 
@@ -42,6 +42,7 @@ def run(
     backend: str | None = None,
     require_isolation: bool | None = None,
     channel: bool = False,
+    read_only: Sequence[str] = (),
 ) -> SandboxResult:
     """Run a command in the sandbox and wait for it (at most ``limits.wall_s`` seconds).
 
@@ -56,6 +57,9 @@ def run(
         require_isolation: refuse ``rlimits-only``; default from ``RFT_SANDBOX_REQUIRE_ISOLATION``.
         channel: open a side channel; ``{channel_fd}`` in ``argv`` becomes its fd
             number and what the program writes there is returned as ``result.channel``.
+        read_only: host directories the program may read, at the same paths, and never
+            write (e.g. the site-packages holding libraries offered to sandboxed Python);
+            see :func:`rft.sandbox.commands.check_read_only`.
 
     Returns:
         A :class:`SandboxResult`; a program that fails, crashes or times out is a
@@ -64,7 +68,8 @@ def run(
     Raises:
         SandboxUnavailableError: isolation is required but unavailable, or the forced
             backend does not work here.
-        SandboxError: a file name escapes the working directory, or the sandbox broke.
+        SandboxError: a file name escapes the working directory, a ``read_only`` entry
+            is not an absolute directory, or the sandbox broke.
     """
     chosen = resolve_backend(backend, require_isolation)
     return execute(
@@ -74,6 +79,7 @@ def run(
         limits=limits or Limits(),
         backend=chosen,
         channel=channel,
+        read_only=check_read_only(read_only),
     )
 
 
@@ -87,6 +93,7 @@ def run_python(
     backend: str | None = None,
     require_isolation: bool | None = None,
     channel: bool = False,
+    read_only: Sequence[str] = (),
 ) -> SandboxResult:
     """Run Python ``source`` in the sandbox as ``main.py`` (standard library only).
 
@@ -108,6 +115,7 @@ def run_python(
         backend=backend,
         require_isolation=require_isolation,
         channel=channel,
+        read_only=read_only,
     )
 
 
@@ -118,6 +126,7 @@ def spawn(
     limits: Limits | None = None,
     backend: str | None = None,
     require_isolation: bool | None = None,
+    read_only: Sequence[str] = (),
 ) -> SandboxProcess:
     """Start a long-running program in the sandbox, with a stdin pipe and a side channel.
 
@@ -133,4 +142,10 @@ def spawn(
         SandboxError: as :func:`run`.
     """
     chosen = resolve_backend(backend, require_isolation)
-    return start(_resolve_argv(argv), files=dict(files or {}), limits=limits or Limits(), backend=chosen)
+    return start(
+        _resolve_argv(argv),
+        files=dict(files or {}),
+        limits=limits or Limits(),
+        backend=chosen,
+        read_only=check_read_only(read_only),
+    )

@@ -3,7 +3,10 @@
 Runs as root (or root of a user namespace) inside fresh PID, mount, network, IPC and UTS
 namespaces, started as ``python -I -S -B -c SOURCE CONFIG_JSON`` by
 :func:`rft.sandbox.commands.unshare_argv`. It makes the mounts private, puts tmpfs over
-``/tmp`` and the hidden directories, copies the input files into a new working directory,
+``/tmp`` and the hidden directories, binds the read-only directories at their own paths
+(read-only, even inside ``/tmp`` or a hidden directory: the interpreter's installation
+when the sandbox uid could not reach it, libraries offered to sandboxed Python), copies
+the input files into a new working directory,
 forks the program as the sandbox uid and stays as PID 1 until it exits (PID 1 exiting
 kills everything left in the PID namespace). It exits with the program's status, or
 ``128 + N`` when the program died of signal N.
@@ -27,8 +30,11 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 
 PR_SET_PDEATHSIG = 1
 #: The program's working directory, on the private ``/tmp``.
 WORKDIR = "/tmp/sandbox"
-#: Where a Python installation the sandbox uid cannot reach is bound read-only.
+#: Where a Python installation is bound read-only for a config that names it as
+#: ``rebind`` (rftkit now binds such an installation at its own path, see ``read_only``).
 REBIND_DIR = "/tmp/.rft-python"
+#: Flags of a read-only remount (``nosuid``/``nodev`` kept: a user namespace may not drop them).
+RO_REMOUNT = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV
 
 
 def mount(libc: Any, src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -63,6 +69,20 @@ def relocate(argv: list[str], rebind: str | None) -> list[str]:
     if rebind and out and out[0].startswith(rebind + "/"):
         out[0] = REBIND_DIR + out[0][len(rebind) :]
     return out
+
+
+def open_read_only(dirs: list[str]) -> list[tuple[int, str]]:
+    """``O_PATH`` handles on the read-only directories, taken before ``/tmp`` and the hidden
+    directories are covered (a handle still reaches a directory that is covered later)."""
+    return [(os.open(d, os.O_PATH | os.O_DIRECTORY), d) for d in dirs]
+
+
+def bind_read_only(libc: Any, fd: int, target: str) -> None:
+    """Bind the directory behind ``fd`` at ``target`` (created if missing), read-only."""
+    os.makedirs(target, 0o755, exist_ok=True)
+    mount(libc, f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+    mount(libc, None, target, None, RO_REMOUNT)
+    os.close(fd)
 
 
 def read_inputs(host_dir: str, names: list[str]) -> dict[str, bytes]:
@@ -105,6 +125,7 @@ def main(argv: list[str]) -> None:
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     mount(libc, None, "/", None, MS_REC | MS_PRIVATE)
     inputs = read_inputs(cfg["host_dir"], cfg["files"])
+    read_only = open_read_only(cfg.get("read_only", []))
     mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(cfg["disk"], True))
     prog = cfg["argv"]
     if cfg["rebind"]:
@@ -115,6 +136,8 @@ def main(argv: list[str]) -> None:
     for d, writable in cfg["hide"]:
         if os.path.isdir(d) and not os.path.islink(d):
             mount(libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, tmpfs_options(cfg["disk"], writable))
+    for fd, d in read_only:  # at their own paths, also inside /tmp or a hidden directory
+        bind_read_only(libc, fd, d)
     uid = cfg["uid"]
     write_inputs(WORKDIR, inputs, uid)
     pid = os.fork()
