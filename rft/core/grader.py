@@ -13,6 +13,23 @@ Injectable names: ``completion``, ``prompt``, ``messages``, ``item`` (the whole 
 ``tool_calls``, ``step``, ``sample`` and any dataset column. A grader returns a number,
 a bool, ``None`` (not applicable) or a :class:`Grade`; every call becomes an
 :class:`Outcome` whose kind says what happened. Errors never become a silent 0.
+
+Functions written for other frameworks run unchanged:
+
+* TRL reward functions (they ask for ``prompts``, ``completions`` or ``completion_ids``)
+  get what ``GRPOTrainer`` passes: prompts and completions in the row's format (chat
+  messages for conversational rows, text for standard ones), ``completion_ids``, the
+  dataset columns as lists, ``trainer_state`` (None outside training) and
+  ``log_extra``/``log_metric`` (numbers given to ``log_metric`` become sub-metrics of
+  the batch's outcomes; ``log_extra`` columns are not kept).
+* reward-kit / Eval Protocol functions ``(messages, ground_truth=None, **kwargs)`` get the
+  conversation with the completion as its last (assistant) message and the row's
+  ``ground_truth``; they may return ``EvaluateResult``-like objects, dicts or
+  ``(score, metrics)`` tuples (duck-typed), whose metrics become the grade's sub-metrics.
+* an undecorated function that takes nothing from the sample, like TRL's
+  ``get_soft_overlong_punishment(max_completion_len, soft_punish_cache)``, is a factory:
+  :func:`as_grader` calls it with the grader-set entry's parameters and grades with the
+  reward function it returns.
 """
 
 from __future__ import annotations
@@ -29,11 +46,16 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from rft.core.errors import GraderFailure, did_you_mean
-from rft.core.outcome import Outcome, OutcomeKind, coerce_result
-from rft.core.sample import INJECTED_NAMES, TRL_NAMES, Sample
+from rft.core.outcome import Grade, Outcome, OutcomeKind, coerce_result, is_number
+from rft.core.sample import INJECTED_NAMES, REWARD_KIT_NAMES, TRL_NAMES, Sample
 from rft.core.text import snake_case
 
-__all__ = ["Grader", "as_grader", "grader"]
+__all__ = ["Grader", "as_grader", "grader", "reward_kit_result"]
+
+#: Arguments whose presence makes a function a TRL reward function (called with lists).
+_TRL_MARKERS = frozenset({"prompts", "completions", "completion_ids"})
+#: Arguments a function may take from a sample; a plain function taking none of them is a factory.
+_SAMPLE_NAMES = INJECTED_NAMES | TRL_NAMES | REWARD_KIT_NAMES
 
 
 def _import_attr(module: str, qualname: str) -> Any:
@@ -87,7 +109,17 @@ class Grader:
         params = [p for p in sig.parameters.values() if p.name not in self.bound]
         self.var_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
         named = [p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        self.trl_style = "completions" in {p.name for p in named}
+        names = {p.name for p in named}
+        #: a TRL reward function: called with lists, as GRPOTrainer calls it
+        self.trl_style = bool(names & _TRL_MARKERS)
+        #: a reward-kit / Eval Protocol function ``(messages, ground_truth=None, **kwargs)``
+        self.reward_kit_style = (
+            not self.trl_style
+            and bool(named)
+            and named[0].name == "messages"
+            and "completion" not in names
+            and ("ground_truth" in names or "original_messages" in names or self.var_kwargs)
+        )
         self.batched = batched or self.trl_style
         self.inputs: tuple[str, ...] = tuple(p.name for p in named)
         self.optional: frozenset[str] = frozenset(p.name for p in named if p.default is not p.empty)
@@ -177,6 +209,8 @@ class Grader:
         OpenAI template ``{{item.answer}}``) with an ``rft_columns`` attribute.
         """
         skip = INJECTED_NAMES | TRL_NAMES if self.trl_style else INJECTED_NAMES
+        if self.reward_kit_style:
+            skip = skip | REWARD_KIT_NAMES
         cols = [n for n in self.inputs if n not in skip and n not in self.optional]
         extra = getattr(self.fn, "rft_columns", None) or ()
         return cols + [c for c in extra if c not in cols]
@@ -187,6 +221,8 @@ class Grader:
     def kwargs_for(self, sample: Sample) -> dict[str, Any]:
         """The keyword arguments for one sample (raises KeyError naming a missing input)."""
         kwargs: dict[str, Any] = dict(self.bound)
+        if self.reward_kit_style:
+            kwargs.update(_reward_kit_inputs(sample, self.inputs, self.var_kwargs, self.bound))
         for name in self.inputs:
             if name in kwargs:
                 continue
@@ -205,32 +241,89 @@ class Grader:
         return kwargs
 
     def batch_kwargs(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        """Keyword arguments of a batched call: every input becomes a list."""
+        """Keyword arguments of a batched call: every input becomes a list.
+
+        Raises:
+            KeyError: an input is missing (naming it), e.g. ``completion_ids`` of samples
+                scored without a tokenizer.
+        """
         if self.trl_style:
-            per = {
-                "prompts": [s.prompt if s.prompt is not None else s.messages for s in samples],
-                "completions": [s.completion for s in samples],
-            }
-            kwargs: dict[str, Any] = dict(self.bound)
-            for name in self.inputs:
-                if name in per:
-                    kwargs[name] = per[name]
-                elif name in TRL_NAMES or name in kwargs:
-                    continue
-                elif name in self.optional and not all(name in s.item for s in samples):
-                    continue
-                else:
-                    kwargs[name] = [s.resolve(name) for s in samples]
-            if self.var_kwargs:
-                columns = set().union(*(s.item.keys() for s in samples)) if samples else set()
-                for col in columns:
-                    kwargs.setdefault(col, [s.item.get(col) for s in samples])
-            return kwargs
+            return self._trl_kwargs(samples, _MetricLog())
         per_sample = [self.kwargs_for(s) for s in samples]
         keys = [k for k in per_sample[0] if k not in self.bound] if per_sample else []
         out: dict[str, Any] = dict(self.bound)
         for k in keys:
             out[k] = [kw[k] for kw in per_sample]
+        return out
+
+    def _wants(self, name: str) -> bool:
+        return name in self.inputs or self.var_kwargs
+
+    def _trl_kwargs(self, samples: Sequence[Sample], log: _MetricLog) -> dict[str, Any]:
+        """What GRPOTrainer passes a reward function, for the arguments this one accepts."""
+        kwargs: dict[str, Any] = dict(self.bound)
+        if self._wants("prompts"):
+            kwargs.setdefault("prompts", [s.trl_prompt for s in samples])
+        if self._wants("completions"):
+            kwargs.setdefault("completions", [s.trl_completion for s in samples])
+        have_ids = all(s.completion_ids is not None for s in samples)
+        if "completion_ids" in self.inputs and "completion_ids" not in kwargs and not have_ids:
+            raise MissingInputError(
+                "it asks for completion_ids (the token ids of each completion), which these samples lack: they come from the run's tokenizer (in `rft grade`: --tokenizer or --model, "
+                "or a run config's model; in saved completions: a `completion_ids` field)"
+            )
+        if self._wants("completion_ids") and have_ids:
+            kwargs.setdefault("completion_ids", [list(s.completion_ids or ()) for s in samples])
+        if self._wants("trainer_state"):
+            kwargs.setdefault("trainer_state", samples[0].trainer_state if samples else None)
+        if self._wants("log_extra"):
+            kwargs.setdefault("log_extra", _log_extra)
+        if self._wants("log_metric"):
+            kwargs.setdefault("log_metric", log)
+        for name in self.inputs:
+            if name in kwargs or name in TRL_NAMES:
+                continue
+            if name in self.optional and not all(name in s.item for s in samples):
+                continue
+            kwargs[name] = [s.resolve(name) for s in samples]
+        if self.var_kwargs:
+            columns: dict[str, None] = {}
+            for s in samples:
+                columns.update(dict.fromkeys(s.item))
+            for col in columns:
+                kwargs.setdefault(col, [s.item.get(col) for s in samples])
+        return kwargs
+
+    def call_inputs(self, sample: Sample) -> dict[str, Any]:
+        """The inputs this grader receives for one sample, for the result cache.
+
+        Bound parameters are left out; ``trainer_state`` is represented by the step (when
+        the function names it) and ``item`` stands for the columns a ``**kwargs`` function
+        receives.
+        """
+        if self.trl_style:
+            out: dict[str, Any] = {"prompt": sample.trl_prompt, "completion": sample.trl_completion}
+            # keyed on what the function names; one reading them only through **kwargs should name them
+            if "completion_ids" in self.inputs:
+                out["completion_ids"] = sample.completion_ids
+            if "trainer_state" in self.inputs:
+                out["step"] = sample.step
+            names = [n for n in self.inputs if n not in self.bound and n not in TRL_NAMES]
+        elif self.reward_kit_style:
+            out = {"messages": sample.chat, "tool_calls": sample.tool_calls}
+            names = [n for n in self.inputs if n not in self.bound and n != "messages"]
+        else:
+            out, names = {}, [n for n in self.inputs if n not in self.bound]
+        for name in names:
+            if name in ("ground_truth", "original_messages") and self.reward_kit_style:
+                out[name] = sample.item.get(name)
+                continue
+            try:
+                out[name] = sample.resolve(name)
+            except KeyError:
+                continue
+        if self.var_kwargs:
+            out["item"] = sample.item
         return out
 
     # -- running in-process -------------------------------------------------
@@ -242,7 +335,18 @@ class Grader:
         if len(result) != n:
             msg = f"batched grader {self.name!r} returned {len(result)} results for {n} samples"
             return [Outcome.failure(OutcomeKind.INVALID_OUTPUT, msg) for _ in range(n)]
-        return [coerce_result(r, grader=self.name, range=self.range) for r in result]
+        return [self._coerce(r) for r in result]
+
+    def _coerce(self, value: Any) -> Outcome:
+        if self.reward_kit_style:
+            try:
+                value = reward_kit_result(value, grader=self.name)
+            except ValueError as err:
+                return Outcome.failure(OutcomeKind.GRADER_ERROR, str(err))
+        return coerce_result(value, grader=self.name, range=self.range)
+
+    def _batch_call_kwargs(self, samples: Sequence[Sample], log: _MetricLog) -> dict[str, Any]:
+        return self._trl_kwargs(samples, log) if self.trl_style else self.batch_kwargs(samples)
 
     def grade(self, samples: Sequence[Sample]) -> list[Outcome]:
         """Score samples in this process, one outcome each; never raises for grader faults.
@@ -254,11 +358,13 @@ class Grader:
             return _run_coro(self.agrade(samples))
         if self.batched:
             t0 = time.perf_counter()
+            log = _MetricLog()
             try:
-                result = self.fn(**self.batch_kwargs(samples))
+                result = self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
                 return _errors(self.name, err, len(samples), time.perf_counter() - t0)
             outs = self._validate_batch(result, len(samples))
+            log.apply(outs)
             _spread_latency(outs, time.perf_counter() - t0)
             return outs
         outs = []
@@ -266,7 +372,7 @@ class Grader:
             t0 = time.perf_counter()
             try:
                 value = self.fn(**self.kwargs_for(s))
-                out = coerce_result(value, grader=self.name, range=self.range)
+                out = self._coerce(value)
             except Exception as err:
                 out = _errors(self.name, err, 1, 0.0)[0]
             out.latency_s = time.perf_counter() - t0
@@ -279,11 +385,13 @@ class Grader:
             return await asyncio.to_thread(self.grade, samples)
         if self.batched:
             t0 = time.perf_counter()
+            log = _MetricLog()
             try:
-                result = await self.fn(**self.batch_kwargs(samples))
+                result = await self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
                 return _errors(self.name, err, len(samples), time.perf_counter() - t0)
             outs = self._validate_batch(result, len(samples))
+            log.apply(outs)
             _spread_latency(outs, time.perf_counter() - t0)
             return outs
 
@@ -291,7 +399,7 @@ class Grader:
             t0 = time.perf_counter()
             try:
                 value = await self.fn(**self.kwargs_for(s))
-                out = coerce_result(value, grader=self.name, range=self.range)
+                out = self._coerce(value)
             except Exception as err:
                 out = _errors(self.name, err, 1, 0.0)[0]
             out.latency_s = time.perf_counter() - t0
@@ -307,6 +415,96 @@ def _safe_getattr(mod: Any, qualname: str) -> Any:
         if obj is None:
             return None
     return obj
+
+
+class MissingInputError(KeyError):
+    """A grader asks for an input the samples do not carry (e.g. ``completion_ids`` without a tokenizer)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class _MetricLog:
+    """TRL's ``log_metric(name, value)`` inside a grader: the numbers become sub-metrics of the
+    batch's outcomes (rftkit logs them per grader as ``graders/<id>/metrics/<name>``)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def __call__(self, name: str, value: float) -> None:
+        if is_number(value) or isinstance(value, bool):
+            self.values[str(name)] = float(value)
+
+    def apply(self, outs: list[Outcome]) -> None:
+        if self.values:
+            for o in outs:
+                if o.ok:
+                    o.metrics = {**self.values, **o.metrics}
+
+
+def _log_extra(column: str, values: list[Any]) -> None:
+    """TRL's ``log_extra`` inside a grader: accepted and not kept (rollouts.jsonl has reasons)."""
+
+
+def _reward_kit_inputs(
+    sample: Sample, inputs: Sequence[str], var_kwargs: bool, bound: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``messages`` (the conversation ending with the completion) and what else a reward-kit
+    function takes from the sample: ``ground_truth`` and ``original_messages``."""
+    out: dict[str, Any] = {"messages": sample.chat}
+    if ("ground_truth" in inputs or var_kwargs) and "ground_truth" not in bound:
+        out["ground_truth"] = sample.item.get("ground_truth")
+    if "original_messages" in inputs and "original_messages" not in bound:
+        original = sample.item.get("messages")
+        out["original_messages"] = original if isinstance(original, list) else sample.messages
+    return out
+
+
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _metric_score(value: Any) -> Any:
+    """A sub-metric's number: a ``MetricResult``-like object's or dict's ``score``, or the value."""
+    if is_number(value) or isinstance(value, bool) or value is None:
+        return value
+    score = _field(value, "score")
+    return value if score is None else score
+
+
+def reward_kit_result(value: Any, *, grader: str = "?") -> Any:
+    """What a reward-kit / Eval Protocol function returned, as a :class:`Grade` (duck-typed).
+
+    Accepts an ``EvaluateResult``-like object or dict (``score``, ``reason``, ``metrics`` of
+    ``MetricResult``-like objects or dicts with ``score``/``reason``/``success``, ``error``)
+    or a ``(score, metrics)`` tuple. Anything else is returned as is (numbers, ``Grade`` …),
+    so :func:`coerce_result` judges it.
+
+    Raises:
+        ValueError: the result reports an ``error`` (the call is then a ``grader_error``,
+            not a score).
+
+    >>> reward_kit_result({"score": 0.5, "reason": "half", "metrics": {"len": {"score": 1.0, "success": True}}})
+    Grade(score=0.5, reason='half', metrics={'len': 1.0})
+    >>> reward_kit_result((1.0, {"exact": 1.0})).metrics
+    {'exact': 1.0}
+    """
+    if value is None or is_number(value) or isinstance(value, (bool, Grade, Outcome)):
+        return value
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
+        score, metrics, reason = value[0], value[1], None
+    elif (isinstance(value, Mapping) and "score" in value) or hasattr(value, "score"):
+        error = _field(value, "error")
+        if error:
+            raise ValueError(f"grader {grader!r} reported an error: {error}")
+        score, metrics, reason = _field(value, "score"), _field(value, "metrics") or {}, _field(value, "reason")
+    else:
+        return value
+    if not isinstance(metrics, Mapping):
+        return value  # not the documented shape: coerce_result names the type
+    return Grade(score, str(reason) if reason else None, {str(k): _metric_score(v) for k, v in metrics.items()})
 
 
 def _rebuild_from_anchor(module: str, qualname: str, kwargs: dict[str, Any]) -> Grader:
@@ -427,6 +625,35 @@ def as_grader(
             else Grader(obj, **{**meta, "name": name or meta["name"], "plugin": plugin})
         )
     if callable(obj):
+        if _is_factory(obj, params):
+            made = obj(**params)
+            if not callable(made):
+                raise TypeError(
+                    f"{getattr(obj, '__name__', obj)!r} takes nothing from a sample, so it is used as a factory "
+                    f"of reward functions, but it returned {type(made).__name__}, which is not callable"
+                )
+            return as_grader(made, name=name or getattr(obj, "__name__", None), plugin=plugin)
         g = Grader(obj, name=name, plugin=plugin)
         return g.bind(**params) if params else g
     raise TypeError(f"cannot make a grader from {type(obj).__name__}")
+
+
+def _is_factory(fn: Any, params: Mapping[str, Any]) -> bool:
+    """An undecorated function that takes nothing from a sample (no sample names, no
+    ``**kwargs``) and whose parameters ``params`` fill: a reward-function factory such as
+    TRL's ``get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0)``."""
+    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
+        return False
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in sig.parameters.values()):
+        return False
+    if set(sig.parameters) & _SAMPLE_NAMES:
+        return False
+    try:
+        sig.bind(**params)
+    except TypeError:
+        return False
+    return True
