@@ -54,6 +54,8 @@ __all__ = ["Grader", "as_grader", "grader", "reward_kit_result"]
 
 #: Arguments whose presence makes a function a TRL reward function (called with lists).
 _TRL_MARKERS = frozenset({"prompts", "completions", "completion_ids"})
+#: Dataset columns GRPOTrainer does not pass to reward functions as columns.
+_TRL_RESERVED = frozenset({"prompt", "completion", "completion_ids"})
 #: Arguments a function may take from a sample; a plain function taking none of them is a factory.
 _SAMPLE_NAMES = INJECTED_NAMES | TRL_NAMES | REWARD_KIT_NAMES
 
@@ -286,10 +288,10 @@ class Grader:
             if name in self.optional and not all(name in s.item for s in samples):
                 continue
             kwargs[name] = [s.resolve(name) for s in samples]
-        if self.var_kwargs:
+        if self.var_kwargs:  # every dataset column, as lists, less the ones TRL passes itself
             columns: dict[str, None] = {}
             for s in samples:
-                columns.update(dict.fromkeys(s.item))
+                columns.update(dict.fromkeys(k for k in s.item if k not in _TRL_RESERVED))
             for col in columns:
                 kwargs.setdefault(col, [s.item.get(col) for s in samples])
         return kwargs
@@ -639,9 +641,13 @@ def as_grader(
 
 
 def _is_factory(fn: Any, params: Mapping[str, Any]) -> bool:
-    """An undecorated function that takes nothing from a sample (no sample names, no
-    ``**kwargs``) and whose parameters ``params`` fill: a reward-function factory such as
-    TRL's ``get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0)``."""
+    """True for an undecorated function that takes nothing from a sample (no sample names, no
+    ``**kwargs``): a reward-function factory such as TRL's
+    ``get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0)``.
+
+    Raises:
+        TypeError: ``params`` do not fit the factory's parameters (naming them).
+    """
     if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
         return False
     try:
@@ -654,6 +660,10 @@ def _is_factory(fn: Any, params: Mapping[str, Any]) -> bool:
         return False
     try:
         sig.bind(**params)
-    except TypeError:
-        return False
+    except TypeError as err:
+        accepted = ", ".join(sig.parameters) or "none"
+        raise TypeError(
+            f"{getattr(fn, '__name__', fn)!r} takes nothing from a sample, so it is a factory of reward functions "
+            f"whose parameters come from the grader-set entry: {err} (parameters: {accepted})"
+        ) from None
     return True
