@@ -169,3 +169,43 @@ def test_rft_graders_lists_a_plain_module_s_functions():
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert rows["accuracy_reward"]["plugin"] == "trl.rewards" and rows["accuracy_reward"]["kind"] == "module function"
     assert "exact_match" in rows
+
+
+# ---------------------------------------------------------------------------
+# the README's examples are true
+# ---------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_blocks(section: str, lang: str) -> list[str]:
+    text = README.read_text()
+    start = text.index(f"## {section}")
+    end = text.index("\n## ", start + 1)
+    parts = text[start:end].split(f"```{lang}\n")[1:]
+    return [p.split("```")[0] for p in parts]
+
+
+def test_readme_plugin_example_is_four_lines(tmp_path):
+    block = readme_blocks("Plugins", "python")[0]
+    assert len([line for line in block.splitlines() if line.strip() and not line.startswith("#")]) == 4
+    plugin = write(tmp_path / "readme_plugin.py", block)
+    gs = grader_set_from_config({"plugins": [str(plugin)], "graders": [{"name": "shouty"}]})
+    assert [o.score for o in gs["shouty"].grader.grade([Sample("HEY")])] == [1.0]
+
+
+def test_readme_bring_your_graders_examples_load_and_score():
+    import yaml
+
+    pytest.importorskip("trl.rewards")
+    trl_set = grader_set_from_config(yaml.safe_load(readme_blocks("Bring your graders", "yaml")[0]))
+    assert trl_set.ids == ["accuracy_reward", "think_format_reward", "get_soft_overlong_punishment"]
+    openai_json, bfcl_row = (json.loads(b) for b in readme_blocks("Bring your graders", "json"))
+    (out,) = grader_set_from_config(openai_json)["mentions_answer"].grader.grade(
+        [Sample("It is PARIS", {"answer": "paris"})]
+    )
+    assert out.score == 1.0
+    call = [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
+    tool_set = grader_set_from_config({"graders": [{"name": "tool_call", "partial": False}]})
+    sample = Sample("", bfcl_row, prompt=bfcl_row["messages"], tool_calls=call)
+    assert [o.score for o in tool_set["tool_call"].grader.grade([sample])] == [1.0]

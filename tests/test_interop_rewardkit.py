@@ -105,7 +105,7 @@ SAMPLES = [
 
 
 def test_the_reply_is_the_last_message_and_ground_truth_comes_from_the_row():
-    seen = {}
+    seen: dict[str, Any] = {}
 
     def spy(messages, ground_truth=None, **kwargs):
         seen.update(messages=messages, ground_truth=ground_truth, kwargs=kwargs)
