@@ -46,18 +46,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from rft.core.errors import GraderFailure, did_you_mean
-from rft.core.outcome import Grade, Outcome, OutcomeKind, coerce_result, is_number
+from rft.core.interop import MetricLog, MissingInputError, is_factory, log_extra, reward_kit_inputs, reward_kit_result
+from rft.core.outcome import Outcome, OutcomeKind, coerce_result
 from rft.core.sample import INJECTED_NAMES, REWARD_KIT_NAMES, TRL_NAMES, Sample
 from rft.core.text import snake_case
 
-__all__ = ["Grader", "as_grader", "grader", "reward_kit_result"]
+__all__ = ["Grader", "as_grader", "grader"]
 
 #: Arguments whose presence makes a function a TRL reward function (called with lists).
 _TRL_MARKERS = frozenset({"prompts", "completions", "completion_ids"})
 #: Dataset columns GRPOTrainer does not pass to reward functions as columns.
 _TRL_RESERVED = frozenset({"prompt", "completion", "completion_ids"})
-#: Arguments a function may take from a sample; a plain function taking none of them is a factory.
-_SAMPLE_NAMES = INJECTED_NAMES | TRL_NAMES | REWARD_KIT_NAMES
 
 
 def _import_attr(module: str, qualname: str) -> Any:
@@ -224,7 +223,7 @@ class Grader:
         """The keyword arguments for one sample (raises KeyError naming a missing input)."""
         kwargs: dict[str, Any] = dict(self.bound)
         if self.reward_kit_style:
-            kwargs.update(_reward_kit_inputs(sample, self.inputs, self.var_kwargs, self.bound))
+            kwargs.update(reward_kit_inputs(sample, self.inputs, self.var_kwargs, self.bound))
         for name in self.inputs:
             if name in kwargs:
                 continue
@@ -250,7 +249,7 @@ class Grader:
                 scored without a tokenizer.
         """
         if self.trl_style:
-            return self._trl_kwargs(samples, _MetricLog())
+            return self._trl_kwargs(samples, MetricLog())
         per_sample = [self.kwargs_for(s) for s in samples]
         keys = [k for k in per_sample[0] if k not in self.bound] if per_sample else []
         out: dict[str, Any] = dict(self.bound)
@@ -261,7 +260,7 @@ class Grader:
     def _wants(self, name: str) -> bool:
         return name in self.inputs or self.var_kwargs
 
-    def _trl_kwargs(self, samples: Sequence[Sample], log: _MetricLog) -> dict[str, Any]:
+    def _trl_kwargs(self, samples: Sequence[Sample], log: MetricLog) -> dict[str, Any]:
         """What GRPOTrainer passes a reward function, for the arguments this one accepts."""
         kwargs: dict[str, Any] = dict(self.bound)
         if self._wants("prompts"):
@@ -279,7 +278,7 @@ class Grader:
         if self._wants("trainer_state"):
             kwargs.setdefault("trainer_state", samples[0].trainer_state if samples else None)
         if self._wants("log_extra"):
-            kwargs.setdefault("log_extra", _log_extra)
+            kwargs.setdefault("log_extra", log_extra)
         if self._wants("log_metric"):
             kwargs.setdefault("log_metric", log)
         for name in self.inputs:
@@ -347,7 +346,7 @@ class Grader:
                 return Outcome.failure(OutcomeKind.GRADER_ERROR, str(err))
         return coerce_result(value, grader=self.name, range=self.range)
 
-    def _batch_call_kwargs(self, samples: Sequence[Sample], log: _MetricLog) -> dict[str, Any]:
+    def _batch_call_kwargs(self, samples: Sequence[Sample], log: MetricLog) -> dict[str, Any]:
         return self._trl_kwargs(samples, log) if self.trl_style else self.batch_kwargs(samples)
 
     def grade(self, samples: Sequence[Sample]) -> list[Outcome]:
@@ -360,7 +359,7 @@ class Grader:
             return _run_coro(self.agrade(samples))
         if self.batched:
             t0 = time.perf_counter()
-            log = _MetricLog()
+            log = MetricLog()
             try:
                 result = self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
@@ -387,7 +386,7 @@ class Grader:
             return await asyncio.to_thread(self.grade, samples)
         if self.batched:
             t0 = time.perf_counter()
-            log = _MetricLog()
+            log = MetricLog()
             try:
                 result = await self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
@@ -417,96 +416,6 @@ def _safe_getattr(mod: Any, qualname: str) -> Any:
         if obj is None:
             return None
     return obj
-
-
-class MissingInputError(KeyError):
-    """A grader asks for an input the samples do not carry (e.g. ``completion_ids`` without a tokenizer)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class _MetricLog:
-    """TRL's ``log_metric(name, value)`` inside a grader: the numbers become sub-metrics of the
-    batch's outcomes (rftkit logs them per grader as ``graders/<id>/metrics/<name>``)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, float] = {}
-
-    def __call__(self, name: str, value: float) -> None:
-        if is_number(value) or isinstance(value, bool):
-            self.values[str(name)] = float(value)
-
-    def apply(self, outs: list[Outcome]) -> None:
-        if self.values:
-            for o in outs:
-                if o.ok:
-                    o.metrics = {**self.values, **o.metrics}
-
-
-def _log_extra(column: str, values: list[Any]) -> None:
-    """TRL's ``log_extra`` inside a grader: accepted and not kept (rollouts.jsonl has reasons)."""
-
-
-def _reward_kit_inputs(
-    sample: Sample, inputs: Sequence[str], var_kwargs: bool, bound: Mapping[str, Any]
-) -> dict[str, Any]:
-    """``messages`` (the conversation ending with the completion) and what else a reward-kit
-    function takes from the sample: ``ground_truth`` and ``original_messages``."""
-    out: dict[str, Any] = {"messages": sample.chat}
-    if ("ground_truth" in inputs or var_kwargs) and "ground_truth" not in bound:
-        out["ground_truth"] = sample.item.get("ground_truth")
-    if "original_messages" in inputs and "original_messages" not in bound:
-        original = sample.item.get("messages")
-        out["original_messages"] = original if isinstance(original, list) else sample.messages
-    return out
-
-
-def _field(obj: Any, name: str) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _metric_score(value: Any) -> Any:
-    """A sub-metric's number: a ``MetricResult``-like object's or dict's ``score``, or the value."""
-    if is_number(value) or isinstance(value, bool) or value is None:
-        return value
-    score = _field(value, "score")
-    return value if score is None else score
-
-
-def reward_kit_result(value: Any, *, grader: str = "?") -> Any:
-    """What a reward-kit / Eval Protocol function returned, as a :class:`Grade` (duck-typed).
-
-    Accepts an ``EvaluateResult``-like object or dict (``score``, ``reason``, ``metrics`` of
-    ``MetricResult``-like objects or dicts with ``score``/``reason``/``success``, ``error``)
-    or a ``(score, metrics)`` tuple. Anything else is returned as is (numbers, ``Grade`` …),
-    so :func:`coerce_result` judges it.
-
-    Raises:
-        ValueError: the result reports an ``error`` (the call is then a ``grader_error``,
-            not a score).
-
-    >>> reward_kit_result({"score": 0.5, "reason": "half", "metrics": {"len": {"score": 1.0, "success": True}}})
-    Grade(score=0.5, reason='half', metrics={'len': 1.0})
-    >>> reward_kit_result((1.0, {"exact": 1.0})).metrics
-    {'exact': 1.0}
-    """
-    if value is None or is_number(value) or isinstance(value, (bool, Grade, Outcome)):
-        return value
-    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping):
-        score, metrics, reason = value[0], value[1], None
-    elif (isinstance(value, Mapping) and "score" in value) or hasattr(value, "score"):
-        error = _field(value, "error")
-        if error:
-            raise ValueError(f"grader {grader!r} reported an error: {error}")
-        score, metrics, reason = _field(value, "score"), _field(value, "metrics") or {}, _field(value, "reason")
-    else:
-        return value
-    if not isinstance(metrics, Mapping):
-        return value  # not the documented shape: coerce_result names the type
-    return Grade(score, str(reason) if reason else None, {str(k): _metric_score(v) for k, v in metrics.items()})
 
 
 def _rebuild_from_anchor(module: str, qualname: str, kwargs: dict[str, Any]) -> Grader:
@@ -627,7 +536,7 @@ def as_grader(
             else Grader(obj, **{**meta, "name": name or meta["name"], "plugin": plugin})
         )
     if callable(obj):
-        if _is_factory(obj, params):
+        if is_factory(obj, params):
             made = obj(**params)
             if not callable(made):
                 raise TypeError(
@@ -638,32 +547,3 @@ def as_grader(
         g = Grader(obj, name=name, plugin=plugin)
         return g.bind(**params) if params else g
     raise TypeError(f"cannot make a grader from {type(obj).__name__}")
-
-
-def _is_factory(fn: Any, params: Mapping[str, Any]) -> bool:
-    """True for an undecorated function that takes nothing from a sample (no sample names, no
-    ``**kwargs``): a reward-function factory such as TRL's
-    ``get_repetition_penalty_reward(ngram_size=3, max_penalty=-1.0)``.
-
-    Raises:
-        TypeError: ``params`` do not fit the factory's parameters (naming them).
-    """
-    if not (inspect.isfunction(fn) or inspect.ismethod(fn)):
-        return False
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return False
-    if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in sig.parameters.values()):
-        return False
-    if set(sig.parameters) & _SAMPLE_NAMES:
-        return False
-    try:
-        sig.bind(**params)
-    except TypeError as err:
-        accepted = ", ".join(sig.parameters) or "none"
-        raise TypeError(
-            f"{getattr(fn, '__name__', fn)!r} takes nothing from a sample, so it is a factory of reward functions "
-            f"whose parameters come from the grader-set entry: {err} (parameters: {accepted})"
-        ) from None
-    return True
