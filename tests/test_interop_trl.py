@@ -381,3 +381,22 @@ def test_eval_gives_trl_functions_the_numbers_of_a_direct_call(tmp_path, tiny_mo
     ]
     assert_direct_numbers(samples, captured["result"])
     assert captured["result"].scores("step_seen") == [-1.0] * len(ROWS)  # no trainer state in eval
+
+
+@pytest.mark.slow
+def test_rft_grade_takes_the_tokenizer_and_graders_from_a_run_config(tmp_path, tiny_model, tokenizer):
+    from helpers import tiny_config, write_config
+
+    data, comp, _ = write_inputs(tmp_path)
+    cfg = tiny_config(tmp_path, tiny_model)
+    cfg["graders"] = {
+        "plugins": ["trl.rewards"],
+        "graders": [{"name": "get_soft_overlong_punishment", **TRL_FUNCTIONS["get_soft_overlong_punishment"]}],
+    }
+    config = write_config(tmp_path, cfg)
+    out = tmp_path / "out.jsonl"
+    res = grade("--data", str(data), "--completions", str(comp), "--config", str(config), "--out", str(out), "--workers", "1")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    ids = tokenizer(COMPLETIONS, add_special_tokens=False)["input_ids"]
+    want = trl_function("get_soft_overlong_punishment")(completion_ids=ids)
+    assert same(scores_by_grader(out)["get_soft_overlong_punishment"], want)
