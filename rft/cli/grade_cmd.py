@@ -2,6 +2,10 @@
 
 Rows are read by the one row model (:func:`rft.data.to_example`): graders get the row's
 columns as inputs and its prompt as chat messages, exactly as in training and evaluation.
+TRL reward functions get prompts and completions in the row's format (chat messages for
+conversational rows, text for standard ones) and ``completion_ids`` from a tokenizer
+(``--tokenizer``, ``--model`` or a run config's ``model``), or from a ``completion_ids``
+field of the completions file.
 """
 
 from __future__ import annotations
@@ -14,22 +18,32 @@ from pathlib import Path
 from typing import Any
 
 from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
-from rft.core.errors import DataError, RFTError
+from rft.core.errors import ConfigError, DataError, RFTError
 from rft.core.text import percentile
-from rft.data import to_example
+from rft.data import RowFields, to_example
+from rft.train.rewards import add_completion_ids, row_is_conversational
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_grade", "load_samples", "summarize"]
+__all__ = ["load_samples", "load_tokenizer", "run_grade", "summarize"]
 
 CHUNK = 256
 
 
 def load_samples(
-    rows: list[dict[str, Any]], *, completions: Path | None, field: str | None, data_file: str
+    rows: list[dict[str, Any]],
+    *,
+    completions: Path | None,
+    field: str | None,
+    data_file: str,
+    fields: RowFields | None = None,
 ) -> list[tuple[int, Sample]]:
     """Pair rows with completions: from a completions JSONL (aligned by line, or with a
-    ``row`` index per line for several completions per row) or from a column of the data."""
+    ``row`` index per line for several completions per row) or from a column of the data.
+
+    A completion is text or TRL's ``[{"role": "assistant", "content": …}]``; a completions
+    line may carry ``tool_calls`` and ``completion_ids``.
+    """
     if (completions is None) == (field is None):
         raise RFTError("give exactly one of --completions FILE or --field COLUMN")
     out: list[tuple[int, Sample]] = []
@@ -40,7 +54,7 @@ def load_samples(
                     f"row has no column {field!r} (columns: {', '.join(sorted(row))})", file=data_file, line=i + 1
                 )
             item = {k: v for k, v in row.items() if k != field}
-            out.append((i, _sample(item, row[field])))
+            out.append((i, _sample(item, row[field], fields=fields)))
         return out
     assert completions is not None  # exactly one of the two was given (checked above)
     if not completions.exists():
@@ -63,7 +77,10 @@ def load_samples(
             raise DataError(
                 f"row index {idx!r} is outside the data's {len(rows)} rows", file=str(completions), line=lineno
             )
-        out.append((idx, _sample(rows[idx], obj["completion"], obj.get("tool_calls"))))
+        ids = obj.get("completion_ids")
+        if ids is not None and not (isinstance(ids, list) and all(isinstance(t, int) for t in ids)):
+            raise DataError("`completion_ids` must be a list of integers", file=str(completions), line=lineno)
+        out.append((idx, _sample(rows[idx], obj["completion"], obj.get("tool_calls"), ids, fields=fields)))
     if not indexed and len(lines) != len(rows):
         raise DataError(
             f"{len(lines)} completions for {len(rows)} rows; align them line by line or give each a `row` index",
@@ -72,20 +89,70 @@ def load_samples(
     return out
 
 
-def _prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+def _prompt(row: dict[str, Any], fields: RowFields | None = None) -> list[dict[str, Any]] | None:
     """The row's prompt as the row model reads it; None for a row without one (graders
     that need the prompt then report it missing)."""
     try:
-        return to_example(row).prompt
+        return to_example(row, fields=fields).prompt
     except ValueError as err:
         logger.debug("row without a usable prompt: %s", err)
         return None
 
 
-def _sample(row: dict[str, Any], completion: Any, tool_calls: Any = None) -> Sample:
+def _sample(
+    row: dict[str, Any],
+    completion: Any,
+    tool_calls: Any = None,
+    completion_ids: list[int] | None = None,
+    *,
+    fields: RowFields | None = None,
+) -> Sample:
     from rft.core.parsing import completion_text
 
-    return Sample(completion=completion_text(completion), item=row, prompt=_prompt(row), tool_calls=tool_calls)
+    conversational = row_is_conversational(row, fields)
+    messages = completion if isinstance(completion, list) and conversational is not False else None
+    return Sample(
+        completion=completion_text(completion),
+        item=row,
+        prompt=_prompt(row, fields),
+        tool_calls=tool_calls,
+        completion_messages=messages,
+        completion_ids=completion_ids,
+        conversational=conversational,
+    )
+
+
+def load_tokenizer(tokenizer: str | None, model: str | None, *, base_dir: Path | None = None) -> Any:
+    """The tokenizer of ``--tokenizer`` (a directory or hub name) or of ``--model`` (a model
+    reference as a run config's ``model:`` takes it: a directory, ``tiny``, a GGUF file …).
+
+    Raises:
+        ConfigError: the tokenizer cannot be loaded (naming what was tried).
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        if tokenizer:
+            return AutoTokenizer.from_pretrained(tokenizer)
+        if not model:
+            raise ConfigError("no tokenizer to load: give --tokenizer DIR_OR_NAME or --model MODEL")
+        from rft.models.resolve import resolve_model
+
+        resolved = resolve_model(model, base_dir=base_dir)
+        kwargs = {"gguf_file": resolved.gguf_file} if resolved.gguf_file else {}
+        return AutoTokenizer.from_pretrained(str(resolved.path), **kwargs)
+    except RFTError:
+        raise
+    except Exception as err:
+        what = f"--tokenizer {tokenizer!r}" if tokenizer else f"the tokenizer of model {model!r}"
+        raise ConfigError(
+            f"cannot load {what}: {type(err).__name__}: {err}; give a local tokenizer or model directory"
+        ) from err
+
+
+def _needs_ids(grader_set: GraderSet) -> list[str]:
+    """Ids of graders that name ``completion_ids`` (TRL functions that count tokens)."""
+    return [e.id for e in grader_set if e.grader.trl_style and "completion_ids" in e.grader.inputs]
 
 
 def summarize(grader_set: GraderSet, outcomes: Sequence[dict[str, Outcome]]) -> list[dict[str, Any]]:
@@ -117,7 +184,7 @@ def summarize(grader_set: GraderSet, outcomes: Sequence[dict[str, Outcome]]) -> 
 def run_grade(
     *,
     data: Path,
-    graders_file: Path,
+    graders_file: Path | None,
     completions: Path | None,
     field: str | None,
     plugins: list[str],
@@ -125,8 +192,18 @@ def run_grade(
     executor: str,
     workers: int,
     address: str | None,
+    config: Path | None = None,
+    tokenizer: str | None = None,
+    model: str | None = None,
 ) -> int:
-    """Run the command; returns the exit code (0 ok, 1 a grader errored, 2 bad input)."""
+    """Run the command; returns the exit code (0 ok, 1 a grader errored, 2 bad input).
+
+    Args:
+        config: a run config: its graders (unless ``graders_file``), its model (for
+            ``completion_ids``, unless ``tokenizer``/``model``) and how it reads rows.
+        tokenizer: a tokenizer directory or hub name for ``completion_ids``.
+        model: a model reference whose tokenizer gives ``completion_ids``.
+    """
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
@@ -138,11 +215,36 @@ def run_grade(
 
     con = Console()
     try:
+        fields: RowFields | None = None
+        model_base: Path | None = None
+        if config is not None:
+            from rft.config.run import load_config
+
+            cfg = load_config(config, check_trl=False)
+            fields = RowFields.from_config(cfg.data)
+            if not tokenizer and not model:
+                model, model_base = cfg.model.name, cfg.base_dir
+            grader_set = (
+                grader_set_from_file(graders_file, plugins=plugins) if graders_file else cfg.grader_set(plugins=plugins)
+            )
+        elif graders_file is not None:
+            grader_set = grader_set_from_file(graders_file, plugins=plugins)
+        else:
+            raise RFTError("give --graders FILE (a grader-set file) or --config RUN.yaml (a run config with graders)")
         rows = load_rows(data)
-        grader_set = grader_set_from_file(graders_file, plugins=plugins)
         columns = set().union(*(r.keys() for r in rows)) if rows else set()
         grader_set.check_inputs(columns - ({field} if field else set()), source=str(data))
-        pairs = load_samples(rows, completions=completions, field=field, data_file=str(data))
+        pairs = load_samples(rows, completions=completions, field=field, data_file=str(data), fields=fields)
+        wanting = _needs_ids(grader_set)
+        missing = [s for _, s in pairs if s.completion_ids is None]
+        if missing and (tokenizer or model) and any(e.grader.trl_style for e in grader_set):
+            add_completion_ids(missing, load_tokenizer(tokenizer, model, base_dir=model_base))
+        elif missing and wanting:
+            raise RFTError(
+                f"grader {wanting[0]!r} asks for completion_ids (the token ids of each completion): give "
+                "--tokenizer DIR_OR_NAME or --model MODEL (e.g. the run's model), --config RUN.yaml (its model), "
+                "or a `completion_ids` list on each line of --completions"
+            )
     except RFTError as err:
         con.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return 2

@@ -33,6 +33,8 @@ def graders(
     except RFTError as err:
         fail(str(err))
     rows = [r.to_dict() for r in registry]
+    # functions of plugin modules without a hook (e.g. --plugin trl.rewards), usable by name
+    rows += [{**r.to_dict(), "kind": "module function"} for r in registry.module_entries()]
     extra = _grader_notes()
     for r in rows:
         if r["name"] in extra:
@@ -88,7 +90,9 @@ def plugins(
 @app.command()
 def grade(
     data: Annotated[Path, typer.Option("--data", help="Dataset rows (JSONL, CSV, Parquet or a saved HF dataset).")],
-    graders_file: Annotated[Path, typer.Option("--graders", help="Grader-set file (YAML or JSON).")],
+    graders_file: Annotated[
+        Path | None, typer.Option("--graders", help="Grader-set file (YAML or JSON); default: --config's graders.")
+    ] = None,
     completions: Annotated[
         Path | None,
         typer.Option(
@@ -104,11 +108,29 @@ def grade(
     executor: Annotated[str, typer.Option("--executor", help="local or ray.")] = "local",
     workers: Annotated[int, typer.Option("--workers", help="Worker processes / Ray actors.")] = 2,
     address: Annotated[str | None, typer.Option("--address", help="Ray address for --executor ray.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Run config: its graders (unless --graders), its model's tokenizer, its data fields."
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            "--tokenizer", help="Tokenizer (directory or hub name) giving TRL functions their completion_ids."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model (as a run config names it) whose tokenizer gives completion_ids."),
+    ] = None,
 ) -> None:
     """Score saved completions with a grader set, without training.
 
     Prints a summary per grader and writes per-sample results with reasons. Exits
-    with 1 when any grader errored, showing the first failing sample.
+    with 1 when any grader errored, showing the first failing sample. TRL reward
+    functions that ask for completion_ids need a tokenizer: --tokenizer, --model or
+    --config (the run's model).
     """
     from rft.cli.grade_cmd import run_grade
 
@@ -122,5 +144,8 @@ def grade(
         executor=executor,
         workers=workers,
         address=address,
+        config=config,
+        tokenizer=tokenizer,
+        model=model,
     )
     raise typer.Exit(code)

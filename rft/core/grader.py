@@ -13,6 +13,23 @@ Injectable names: ``completion``, ``prompt``, ``messages``, ``item`` (the whole 
 ``tool_calls``, ``step``, ``sample`` and any dataset column. A grader returns a number,
 a bool, ``None`` (not applicable) or a :class:`Grade`; every call becomes an
 :class:`Outcome` whose kind says what happened. Errors never become a silent 0.
+
+Functions written for other frameworks run unchanged:
+
+* TRL reward functions (they ask for ``prompts``, ``completions`` or ``completion_ids``)
+  get what ``GRPOTrainer`` passes: prompts and completions in the row's format (chat
+  messages for conversational rows, text for standard ones), ``completion_ids``, the
+  dataset columns as lists, ``trainer_state`` (None outside training) and
+  ``log_extra``/``log_metric`` (numbers given to ``log_metric`` become sub-metrics of
+  the batch's outcomes; ``log_extra`` columns are not kept).
+* reward-kit / Eval Protocol functions ``(messages, ground_truth=None, **kwargs)`` get the
+  conversation with the completion as its last (assistant) message and the row's
+  ``ground_truth``; they may return ``EvaluateResult``-like objects, dicts or
+  ``(score, metrics)`` tuples (duck-typed), whose metrics become the grade's sub-metrics.
+* an undecorated function that takes nothing from the sample, like TRL's
+  ``get_soft_overlong_punishment(max_completion_len, soft_punish_cache)``, is a factory:
+  :func:`as_grader` calls it with the grader-set entry's parameters and grades with the
+  reward function it returns.
 """
 
 from __future__ import annotations
@@ -29,11 +46,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from rft.core.errors import GraderFailure, did_you_mean
+from rft.core.interop import MetricLog, MissingInputError, is_factory, log_extra, reward_kit_inputs, reward_kit_result
 from rft.core.outcome import Outcome, OutcomeKind, coerce_result
-from rft.core.sample import INJECTED_NAMES, TRL_NAMES, Sample
+from rft.core.sample import INJECTED_NAMES, REWARD_KIT_NAMES, TRL_NAMES, Sample
 from rft.core.text import snake_case
 
 __all__ = ["Grader", "as_grader", "grader"]
+
+#: Arguments whose presence makes a function a TRL reward function (called with lists).
+_TRL_MARKERS = frozenset({"prompts", "completions", "completion_ids"})
+#: Dataset columns GRPOTrainer does not pass to reward functions as columns.
+_TRL_RESERVED = frozenset({"prompt", "completion", "completion_ids"})
 
 
 def _import_attr(module: str, qualname: str) -> Any:
@@ -87,7 +110,17 @@ class Grader:
         params = [p for p in sig.parameters.values() if p.name not in self.bound]
         self.var_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
         named = [p for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
-        self.trl_style = "completions" in {p.name for p in named}
+        names = {p.name for p in named}
+        #: a TRL reward function: called with lists, as GRPOTrainer calls it
+        self.trl_style = bool(names & _TRL_MARKERS)
+        #: a reward-kit / Eval Protocol function ``(messages, ground_truth=None, **kwargs)``
+        self.reward_kit_style = (
+            not self.trl_style
+            and bool(named)
+            and named[0].name == "messages"
+            and "completion" not in names
+            and ("ground_truth" in names or "original_messages" in names or self.var_kwargs)
+        )
         self.batched = batched or self.trl_style
         self.inputs: tuple[str, ...] = tuple(p.name for p in named)
         self.optional: frozenset[str] = frozenset(p.name for p in named if p.default is not p.empty)
@@ -177,6 +210,8 @@ class Grader:
         OpenAI template ``{{item.answer}}``) with an ``rft_columns`` attribute.
         """
         skip = INJECTED_NAMES | TRL_NAMES if self.trl_style else INJECTED_NAMES
+        if self.reward_kit_style:
+            skip = skip | REWARD_KIT_NAMES
         cols = [n for n in self.inputs if n not in skip and n not in self.optional]
         extra = getattr(self.fn, "rft_columns", None) or ()
         return cols + [c for c in extra if c not in cols]
@@ -187,6 +222,8 @@ class Grader:
     def kwargs_for(self, sample: Sample) -> dict[str, Any]:
         """The keyword arguments for one sample (raises KeyError naming a missing input)."""
         kwargs: dict[str, Any] = dict(self.bound)
+        if self.reward_kit_style:
+            kwargs.update(reward_kit_inputs(sample, self.inputs, self.var_kwargs, self.bound))
         for name in self.inputs:
             if name in kwargs:
                 continue
@@ -205,32 +242,89 @@ class Grader:
         return kwargs
 
     def batch_kwargs(self, samples: Sequence[Sample]) -> dict[str, Any]:
-        """Keyword arguments of a batched call: every input becomes a list."""
+        """Keyword arguments of a batched call: every input becomes a list.
+
+        Raises:
+            KeyError: an input is missing (naming it), e.g. ``completion_ids`` of samples
+                scored without a tokenizer.
+        """
         if self.trl_style:
-            per = {
-                "prompts": [s.prompt if s.prompt is not None else s.messages for s in samples],
-                "completions": [s.completion for s in samples],
-            }
-            kwargs: dict[str, Any] = dict(self.bound)
-            for name in self.inputs:
-                if name in per:
-                    kwargs[name] = per[name]
-                elif name in TRL_NAMES or name in kwargs:
-                    continue
-                elif name in self.optional and not all(name in s.item for s in samples):
-                    continue
-                else:
-                    kwargs[name] = [s.resolve(name) for s in samples]
-            if self.var_kwargs:
-                columns = set().union(*(s.item.keys() for s in samples)) if samples else set()
-                for col in columns:
-                    kwargs.setdefault(col, [s.item.get(col) for s in samples])
-            return kwargs
+            return self._trl_kwargs(samples, MetricLog())
         per_sample = [self.kwargs_for(s) for s in samples]
         keys = [k for k in per_sample[0] if k not in self.bound] if per_sample else []
         out: dict[str, Any] = dict(self.bound)
         for k in keys:
             out[k] = [kw[k] for kw in per_sample]
+        return out
+
+    def _wants(self, name: str) -> bool:
+        return name in self.inputs or self.var_kwargs
+
+    def _trl_kwargs(self, samples: Sequence[Sample], log: MetricLog) -> dict[str, Any]:
+        """What GRPOTrainer passes a reward function, for the arguments this one accepts."""
+        kwargs: dict[str, Any] = dict(self.bound)
+        if self._wants("prompts"):
+            kwargs.setdefault("prompts", [s.trl_prompt for s in samples])
+        if self._wants("completions"):
+            kwargs.setdefault("completions", [s.trl_completion for s in samples])
+        have_ids = all(s.completion_ids is not None for s in samples)
+        if "completion_ids" in self.inputs and "completion_ids" not in kwargs and not have_ids:
+            raise MissingInputError(
+                "it asks for completion_ids (the token ids of each completion), which these samples lack: they come from the run's tokenizer (in `rft grade`: --tokenizer or --model, "
+                "or a run config's model; in saved completions: a `completion_ids` field)"
+            )
+        if self._wants("completion_ids") and have_ids:
+            kwargs.setdefault("completion_ids", [list(s.completion_ids or ()) for s in samples])
+        if self._wants("trainer_state"):
+            kwargs.setdefault("trainer_state", samples[0].trainer_state if samples else None)
+        if self._wants("log_extra"):
+            kwargs.setdefault("log_extra", log_extra)
+        if self._wants("log_metric"):
+            kwargs.setdefault("log_metric", log)
+        for name in self.inputs:
+            if name in kwargs or name in TRL_NAMES:
+                continue
+            if name in self.optional and not all(name in s.item for s in samples):
+                continue
+            kwargs[name] = [s.resolve(name) for s in samples]
+        if self.var_kwargs:  # every dataset column, as lists, less the ones TRL passes itself
+            columns: dict[str, None] = {}
+            for s in samples:
+                columns.update(dict.fromkeys(k for k in s.item if k not in _TRL_RESERVED))
+            for col in columns:
+                kwargs.setdefault(col, [s.item.get(col) for s in samples])
+        return kwargs
+
+    def call_inputs(self, sample: Sample) -> dict[str, Any]:
+        """The inputs this grader receives for one sample, for the result cache.
+
+        Bound parameters are left out; ``trainer_state`` is represented by the step (when
+        the function names it) and ``item`` stands for the columns a ``**kwargs`` function
+        receives.
+        """
+        if self.trl_style:
+            out: dict[str, Any] = {"prompt": sample.trl_prompt, "completion": sample.trl_completion}
+            # keyed on what the function names; one reading them only through **kwargs should name them
+            if "completion_ids" in self.inputs:
+                out["completion_ids"] = sample.completion_ids
+            if "trainer_state" in self.inputs:
+                out["step"] = sample.step
+            names = [n for n in self.inputs if n not in self.bound and n not in TRL_NAMES]
+        elif self.reward_kit_style:
+            out = {"messages": sample.chat, "tool_calls": sample.tool_calls}
+            names = [n for n in self.inputs if n not in self.bound and n != "messages"]
+        else:
+            out, names = {}, [n for n in self.inputs if n not in self.bound]
+        for name in names:
+            if name in ("ground_truth", "original_messages") and self.reward_kit_style:
+                out[name] = sample.item.get(name)
+                continue
+            try:
+                out[name] = sample.resolve(name)
+            except KeyError:
+                continue
+        if self.var_kwargs:
+            out["item"] = sample.item
         return out
 
     # -- running in-process -------------------------------------------------
@@ -242,7 +336,18 @@ class Grader:
         if len(result) != n:
             msg = f"batched grader {self.name!r} returned {len(result)} results for {n} samples"
             return [Outcome.failure(OutcomeKind.INVALID_OUTPUT, msg) for _ in range(n)]
-        return [coerce_result(r, grader=self.name, range=self.range) for r in result]
+        return [self._coerce(r) for r in result]
+
+    def _coerce(self, value: Any) -> Outcome:
+        if self.reward_kit_style:
+            try:
+                value = reward_kit_result(value, grader=self.name)
+            except ValueError as err:
+                return Outcome.failure(OutcomeKind.GRADER_ERROR, str(err))
+        return coerce_result(value, grader=self.name, range=self.range)
+
+    def _batch_call_kwargs(self, samples: Sequence[Sample], log: MetricLog) -> dict[str, Any]:
+        return self._trl_kwargs(samples, log) if self.trl_style else self.batch_kwargs(samples)
 
     def grade(self, samples: Sequence[Sample]) -> list[Outcome]:
         """Score samples in this process, one outcome each; never raises for grader faults.
@@ -254,11 +359,13 @@ class Grader:
             return _run_coro(self.agrade(samples))
         if self.batched:
             t0 = time.perf_counter()
+            log = MetricLog()
             try:
-                result = self.fn(**self.batch_kwargs(samples))
+                result = self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
                 return _errors(self.name, err, len(samples), time.perf_counter() - t0)
             outs = self._validate_batch(result, len(samples))
+            log.apply(outs)
             _spread_latency(outs, time.perf_counter() - t0)
             return outs
         outs = []
@@ -266,7 +373,7 @@ class Grader:
             t0 = time.perf_counter()
             try:
                 value = self.fn(**self.kwargs_for(s))
-                out = coerce_result(value, grader=self.name, range=self.range)
+                out = self._coerce(value)
             except Exception as err:
                 out = _errors(self.name, err, 1, 0.0)[0]
             out.latency_s = time.perf_counter() - t0
@@ -279,11 +386,13 @@ class Grader:
             return await asyncio.to_thread(self.grade, samples)
         if self.batched:
             t0 = time.perf_counter()
+            log = MetricLog()
             try:
-                result = await self.fn(**self.batch_kwargs(samples))
+                result = await self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
                 return _errors(self.name, err, len(samples), time.perf_counter() - t0)
             outs = self._validate_batch(result, len(samples))
+            log.apply(outs)
             _spread_latency(outs, time.perf_counter() - t0)
             return outs
 
@@ -291,7 +400,7 @@ class Grader:
             t0 = time.perf_counter()
             try:
                 value = await self.fn(**self.kwargs_for(s))
-                out = coerce_result(value, grader=self.name, range=self.range)
+                out = self._coerce(value)
             except Exception as err:
                 out = _errors(self.name, err, 1, 0.0)[0]
             out.latency_s = time.perf_counter() - t0
@@ -427,6 +536,14 @@ def as_grader(
             else Grader(obj, **{**meta, "name": name or meta["name"], "plugin": plugin})
         )
     if callable(obj):
+        if is_factory(obj, params):
+            made = obj(**params)
+            if not callable(made):
+                raise TypeError(
+                    f"{getattr(obj, '__name__', obj)!r} takes nothing from a sample, so it is used as a factory "
+                    f"of reward functions, but it returned {type(made).__name__}, which is not callable"
+                )
+            return as_grader(made, name=name or getattr(obj, "__name__", None), plugin=plugin)
         g = Grader(obj, name=name, plugin=plugin)
         return g.bind(**params) if params else g
     raise TypeError(f"cannot make a grader from {type(obj).__name__}")

@@ -2,7 +2,9 @@
 
 A grader-set config is a ``graders:`` list (registered graders by ``name:``, OpenAI
 grader objects by ``type:``), an optional ``formula:`` (or OpenAI's
-``calculate_output``) and ``plugins:`` to load first. A set built here records that
+``calculate_output``) and ``plugins:`` to load first: files or modules, with or without
+hooks — naming ``trl.rewards`` makes ``- name: accuracy_reward`` work (see
+:mod:`rft.plugins.manager`). A set built here records that
 config as its ``spec`` so a worker process or Ray actor rebuilds the same set with
 :func:`grader_set_from_spec`.
 """

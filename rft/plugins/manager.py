@@ -5,6 +5,12 @@ packages declare ``[project.entry-points.rft]``. A plugin file or module can be 
 in a grader-set/run config (``plugins:``) or with ``--plugin``. Set
 ``RFT_DISABLE_PLUGINS=name1,name2`` to block plugins by name.
 
+A plugin module needs no hook to contribute graders: unless it implements
+``rft_register_graders`` (which then decides alone), every public module-level
+``@rft.grader`` function or class defined in it (or in its submodules) is registered, and
+any public function of it named in a grader set — e.g. ``accuracy_reward`` of the plain
+module ``trl.rewards`` — is looked up there when no plugin registered that name.
+
 One plugin manager per process: :func:`get_plugin_manager` caches managers by the
 plugins asked for, its flags and the blocked names, so the plugins of a config are
 imported and their hooks checked once; :func:`clear_plugin_cache` forgets them (tests
@@ -49,6 +55,7 @@ __all__ = [
     "get_plugin_manager",
     "get_registry",
     "list_plugins",
+    "module_graders",
     "resolve_plugin_paths",
 ]
 
@@ -106,10 +113,17 @@ class RegisteredGrader:
 
 
 class GraderRegistry:
-    """Names → graders, recording which plugin contributed each."""
+    """Names → graders, recording which plugin contributed each.
+
+    Besides registered graders, the registry looks names up in plugin modules without an
+    ``rft_register_graders`` hook (:meth:`add_module`): a public function of such a module
+    (e.g. ``trl.rewards.accuracy_reward``) is found by its name.
+    """
 
     def __init__(self) -> None:
         self._graders: dict[str, RegisteredGrader] = {}
+        self._modules: list[tuple[str, ModuleType]] = []
+        self._found: dict[str, RegisteredGrader] = {}
 
     def register(self, obj: Any, name: str | None = None, *, plugin: str = "?") -> None:
         """Add a grader, a grader class or a TRL-style reward function under ``name``.
@@ -118,43 +132,92 @@ class GraderRegistry:
             PluginError: ``obj`` is not callable, the name is not an identifier, or another
                 plugin registered the same name (the message names both plugins).
         """
-        if isinstance(obj, Grader):
-            gname, desc, inputs, params = name or obj.name, obj.description, obj.inputs, obj.defaults
-        elif isinstance(obj, type):
-            meta = getattr(obj, "__rft_grader__", {})
-            gname = name or meta.get("name") or snake_case(obj.__name__)
-            desc = meta.get("description") or (inspect.getdoc(obj) or "").split("\n")[0]
-            sig = inspect.signature(obj.__call__)
-            inputs = tuple(p for p in sig.parameters if p != "self")
-            params = {
-                p.name: (None if p.default is p.empty else p.default)
-                for p in inspect.signature(obj).parameters.values()
-                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-            }
-        elif callable(obj):
-            g = Grader(obj, name=name)
-            gname, desc, inputs, params = g.name, g.description, g.inputs, {}
-        else:
-            raise PluginError(f"plugin {plugin!r} registered {obj!r}, which is not callable")
-        if not isinstance(gname, str) or not gname.isidentifier():
-            raise PluginError(f"plugin {plugin!r} registered a grader named {gname!r}; names must be identifiers")
-        if gname in self._graders:
-            other = self._graders[gname].plugin
+        entry = _entry(obj, name, plugin)
+        if entry.name in self._graders:
+            other = self._graders[entry.name].plugin
             raise PluginError(
-                f"grader name clash: {gname!r} is registered by plugin {other!r} and by plugin {plugin!r}; "
+                f"grader name clash: {entry.name!r} is registered by plugin {other!r} and by plugin {plugin!r}; "
                 f"block one with {DISABLE_ENV}={plugin} or rename it"
             )
-        self._graders[gname] = RegisteredGrader(gname, obj, plugin, desc or "", tuple(inputs), params)
+        self._graders[entry.name] = entry
+
+    def add_module(self, plugin: str, module: ModuleType) -> None:
+        """Look names that no plugin registered up in ``module`` too (a plugin without the hook)."""
+        self._modules.append((plugin, module))
 
     def get(self, name: str) -> RegisteredGrader:
-        """The entry named ``name``; raises :class:`UnknownGraderError` suggesting close names."""
-        try:
-            return self._graders[name]
-        except KeyError:
-            raise UnknownGraderError(name, self._graders) from None
+        """The entry named ``name``; raises :class:`UnknownGraderError` suggesting close names.
+
+        Raises:
+            UnknownGraderError: no plugin registered the name and no plugin module has it.
+            PluginError: several plugin modules have a different function of that name.
+        """
+        entry = self._graders.get(name) or self._from_modules(name)
+        if entry is None:
+            raise UnknownGraderError(name, [*self._graders, *self._module_names()])
+        return entry
+
+    def _from_modules(self, name: str, *, strict: bool = True) -> RegisteredGrader | None:
+        if name in self._found:
+            return self._found[name]
+        if name.startswith("_") or not name.isidentifier():
+            return None
+        hits: list[tuple[str, Any]] = []
+        for plugin, module in self._modules:
+            try:
+                obj = getattr(module, name, None)
+            except Exception as err:  # a lazy module importing the attribute's submodule
+                if not strict:
+                    continue
+                raise PluginError(
+                    f"plugin {plugin!r}: looking up {name!r} failed: {type(err).__name__}: {err}"
+                ) from err
+            if obj is not None and callable(obj) and not isinstance(obj, ModuleType):
+                if all(obj is not other for _, other in hits):
+                    hits.append((plugin, obj))
+        if not hits:
+            return None
+        if len(hits) > 1:
+            if not strict:
+                return None
+            plugins = " and ".join(repr(p) for p, _ in hits)
+            raise PluginError(
+                f"grader {name!r} is ambiguous: plugin modules {plugins} each have a function of that name; "
+                f"load only one of them, or register one under another name with rft_register_graders"
+            )
+        plugin, obj = hits[0]
+        entry = self._found[name] = _entry(obj, name, plugin)
+        return entry
+
+    def _module_names(self) -> list[str]:
+        names: list[str] = []
+        for _, module in self._modules:
+            exported = getattr(module, "__all__", None)
+            pool = exported if isinstance(exported, (list, tuple)) else list(vars(module))
+            names.extend(
+                str(n)
+                for n in pool
+                if not str(n).startswith("_") and f"{module.__name__}.{n}" not in sys.modules  # not a submodule
+            )
+        return names
+
+    def module_entries(self) -> list[RegisteredGrader]:
+        """The functions that plugin modules without the hook export (``__all__``), for listings."""
+        out = []
+        for _, module in self._modules:
+            exported = getattr(module, "__all__", None)
+            for name in exported if isinstance(exported, (list, tuple)) else ():
+                if name in self._graders:
+                    continue
+                entry = self._from_modules(str(name), strict=False)
+                if entry is not None:
+                    out.append(entry)
+        return sorted(out, key=lambda r: r.name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._graders
+        if not isinstance(name, str):
+            return False
+        return name in self._graders or self._from_modules(name, strict=False) is not None
 
     def __iter__(self) -> Iterator[RegisteredGrader]:
         return iter(sorted(self._graders.values(), key=lambda r: r.name))
@@ -165,6 +228,54 @@ class GraderRegistry:
     def names(self) -> list[str]:
         """The registered names, sorted."""
         return sorted(self._graders)
+
+
+def _entry(obj: Any, name: str | None, plugin: str) -> RegisteredGrader:
+    """A registry entry for ``obj`` (see :meth:`GraderRegistry.register`)."""
+    if isinstance(obj, Grader):
+        gname, desc, inputs, params = name or obj.name, obj.description, obj.inputs, obj.defaults
+    elif isinstance(obj, type):
+        meta = getattr(obj, "__rft_grader__", {})
+        gname = name or meta.get("name") or snake_case(obj.__name__)
+        desc = meta.get("description") or (inspect.getdoc(obj) or "").split("\n")[0]
+        sig = inspect.signature(obj.__call__)
+        inputs = tuple(p for p in sig.parameters if p != "self")
+        params = {
+            p.name: (None if p.default is p.empty else p.default)
+            for p in inspect.signature(obj).parameters.values()
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+    elif callable(obj):
+        g = Grader(obj, name=name)
+        gname, desc, inputs, params = g.name, g.description, g.inputs, {}
+    else:
+        raise PluginError(f"plugin {plugin!r} registered {obj!r}, which is not callable")
+    if not isinstance(gname, str) or not gname.isidentifier():
+        raise PluginError(f"plugin {plugin!r} registered a grader named {gname!r}; names must be identifiers")
+    return RegisteredGrader(gname, obj, plugin, desc or "", tuple(inputs), params)
+
+
+def module_graders(module: ModuleType) -> list[Any]:
+    """The public module-level ``@rft.grader`` functions and classes defined in ``module``
+    (or its submodules, for a package re-exporting them), in definition order.
+
+    Graders imported from elsewhere (e.g. a built-in one) are left out: they belong to the
+    plugin that defines them.
+    """
+    prefix = module.__name__
+    out: list[Any] = []
+    for attr, obj in list(vars(module).items()):
+        if attr.startswith("_"):
+            continue
+        if isinstance(obj, Grader):
+            home = getattr(obj.fn, "__module__", None) or ""
+        elif isinstance(obj, type) and "__rft_grader__" in vars(obj):
+            home = obj.__module__
+        else:
+            continue
+        if (home == prefix or home.startswith(prefix + ".")) and all(obj is not o for o in out):
+            out.append(obj)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -375,9 +486,11 @@ def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
 
     ``rft_register_graders`` is called once through ``pm.hook``, so hook wrappers see
     the call. Each ``register(...)`` is attributed to the plugin whose implementation
-    is on the call stack, and registrations are applied in plugin registration order
-    (built-ins, entry points, files): a clash names the earlier plugin as the owner and
-    the later one as the one to block.
+    is on the call stack. A plugin module without that hook contributes its public
+    module-level ``@rft.grader`` objects (:func:`module_graders`), and names no plugin
+    registered are looked up in it (:meth:`GraderRegistry.add_module`). Registrations are
+    applied in plugin registration order (built-ins, entry points, files): a clash names
+    the earlier plugin as the owner and the later one as the one to block.
 
     Raises:
         PluginError: a plugin's hook raised, or registered a bad or clashing grader.
@@ -388,7 +501,7 @@ def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
             return cached
         hook = pm.hook.rft_register_graders
         impls = hook.get_hookimpls()  # registration order; pluggy calls them in reverse
-        order = {impl.plugin_name: i for i, impl in enumerate(impls)}
+        hooked = {impl.plugin_name for impl in impls}
         # by identity: equal code objects from two plugin files with the same source compare equal
         owners = {id(code): impl.plugin_name for impl in impls for code in _codes(impl.function)}
         calls: list[tuple[str, Any, str | None]] = []
@@ -408,8 +521,14 @@ def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
                 f"plugin {culprit!r} failed in rft_register_graders: {type(err).__name__}: {err}"
             ) from err
         registry = GraderRegistry()
-        for plugin, obj, name in sorted(calls, key=lambda c: order.get(c[0], len(order))):
-            registry.register(obj, name, plugin=plugin)
+        plugins = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
+        order = {name: i for i, (name, _) in enumerate(plugins)}
+        for name, plugin in plugins:
+            if name not in hooked and isinstance(plugin, ModuleType):
+                calls.extend((name, obj, None) for obj in module_graders(plugin))
+                registry.add_module(name, plugin)
+        for plugin_name, obj, gname in sorted(calls, key=lambda c: order.get(c[0], len(order))):
+            registry.register(obj, gname, plugin=plugin_name)
         _REGISTRIES[pm] = registry
         return registry
 

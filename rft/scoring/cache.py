@@ -22,11 +22,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-from rft.core import TRL_NAMES, Grader, Outcome, Sample
+from rft.core import Grader, Outcome, Sample
 
 __all__ = ["ResultCache", "cache_key", "grader_inputs"]
-
-_TRL_INPUTS = ("prompt", "completion")
 
 
 def grader_inputs(grader: Grader, sample: Sample) -> dict[str, Any]:
@@ -37,10 +35,9 @@ def grader_inputs(grader: Grader, sample: Sample) -> dict[str, Any]:
     >>> grader_inputs(g, Sample("4", {"answer": "4", "id": 7}))
     {'completion': '4', 'answer': '4'}
     """
-    if grader.trl_style:
-        names = [*_TRL_INPUTS, *(n for n in grader.inputs if n not in grader.bound and n not in TRL_NAMES)]
-    else:
-        names = [n for n in grader.inputs if n not in grader.bound]
+    if grader.trl_style or grader.reward_kit_style:  # TRL / reward-kit functions: what they are passed
+        return grader.call_inputs(sample)
+    names = [n for n in grader.inputs if n not in grader.bound]
     out: dict[str, Any] = {}
     for name in names:
         try:

@@ -9,6 +9,7 @@ from typing import Any
 
 from rft.core import GraderSet, Sample
 from rft.data import Example, prompt_for_generation
+from rft.train.rewards import add_completion_ids, row_is_conversational
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Generate on held-out examples and score them with the graders.
 
+    Graders see each completion as in training: TRL reward functions get it in the row's
+    format with ``completion_ids`` (the tokenizer's encoding of the completion text).
+
     Args:
         settings: the run config's :class:`rft.config.run.EvalConfig`.
 
@@ -140,7 +144,12 @@ def evaluate(
         desc=desc,
         tools=[e.tools for e in examples],
     )
-    samples = [Sample(completion=c, item=e.row, prompt=e.prompt) for c, e in zip(completions, examples, strict=True)]
+    samples = [
+        Sample(completion=c, item=e.row, prompt=e.prompt, conversational=row_is_conversational(e.row))
+        for c, e in zip(completions, examples, strict=True)
+    ]
+    if any(entry.grader.trl_style for entry in grader_set):  # TRL functions get completion_ids, as in training
+        add_completion_ids(samples, tokenizer)
     result = executor.score(samples)
     summary = summarize(grader_set, result, threshold=settings.pass_threshold)
     summary["samples"] = [

@@ -19,24 +19,71 @@ Example (with any executor)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rft.core import GraderSet, Sample
 from rft.core.parsing import completion_text
-from rft.data import ROW_INDEX
+from rft.data import ROW_INDEX, RowFields
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMBINED_REWARD", "RewardBridge"]
+__all__ = ["COMBINED_REWARD", "RewardBridge", "add_completion_ids", "row_is_conversational", "trainer_state_snapshot"]
 
 #: Name of the combined reward function when the grader set has a formula.
 COMBINED_REWARD = "reward"
 _TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "completion_ids", "environments")
+
+
+def row_is_conversational(row: Mapping[str, Any], fields: RowFields | None = None) -> bool | None:
+    """TRL's format of a dataset row: conversational when its prompt is chat messages.
+
+    True for a row with ``messages`` or whose prompt field holds a list of messages, False
+    when the prompt is text, None when the row has no prompt column. TRL reward functions
+    get prompts and completions in this format (``[{"role": "assistant", "content": …}]``
+    or a string), in training, evaluation and ``rft grade`` alike.
+
+    >>> row_is_conversational({"prompt": [{"role": "user", "content": "2+2?"}]}), row_is_conversational({"question": "2+2?"})
+    (True, False)
+    """
+    if isinstance(row.get("messages"), list):
+        return True
+    for name in (fields or RowFields()).prompt_fields:
+        value = row.get(name)
+        if value is not None:
+            return isinstance(value, list)
+    return None
+
+
+def add_completion_ids(samples: Sequence[Sample], tokenizer: Any) -> None:
+    """Set each sample's ``completion_ids`` that is not set yet: the tokenizer's encoding of
+    the completion text, without special tokens (what the model generated, less an EOS token)."""
+    todo = [s for s in samples if s.completion_ids is None]
+    if not todo:
+        return
+    encoded = tokenizer([s.completion for s in todo], add_special_tokens=False)["input_ids"]
+    for s, ids in zip(todo, encoded, strict=True):
+        s.completion_ids = [int(t) for t in ids]
+
+
+def trainer_state_snapshot(state: Any) -> Any:
+    """What a grader gets as ``trainer_state``: the trainer state's fields (``global_step``,
+    ``max_steps``, ``epoch`` …) as a plain picklable object, without ``log_history``."""
+    if state is None:
+        return None
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        values = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    else:
+        values = dict(vars(state))
+    values["log_history"] = []
+    values["stateful_callbacks"] = {}
+    return SimpleNamespace(**values)
 
 
 class _RewardFunc:
@@ -105,17 +152,39 @@ class RewardBridge:
 
     # -- scoring -------------------------------------------------------------------
     def samples(self, prompts: Sequence[Any], completions: Sequence[Any], kwargs: Mapping[str, Any]) -> list[Sample]:
-        """The :class:`Sample` of each completion of a TRL batch."""
+        """The :class:`Sample` of each completion of a TRL batch.
+
+        Each sample keeps what TRL passed: the completion as messages (conversational rows),
+        its ``completion_ids`` and a snapshot of ``trainer_state``, so TRL reward functions
+        among the graders get exactly that.
+        """
         state = kwargs.get("trainer_state")
         step = int(state.global_step) if state is not None else None
+        snapshot = trainer_state_snapshot(state)
+        ids = kwargs.get("completion_ids")
         columns = {k: v for k, v in kwargs.items() if k not in _TRL_KWARGS}
         out = []
         for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
             if self.rows is not None and ROW_INDEX in columns:
                 item = dict(self.rows[int(columns[ROW_INDEX][i])])
+                conversational = row_is_conversational(item)
             else:
                 item = {k: v[i] for k, v in columns.items() if k != ROW_INDEX}
-            out.append(Sample(completion=completion_text(completion), item=item, prompt=prompt, step=step))
+                conversational = None
+            if conversational is None:
+                conversational = isinstance(prompt, list)
+            out.append(
+                Sample(
+                    completion=completion_text(completion),
+                    item=item,
+                    prompt=prompt,
+                    step=step,
+                    completion_messages=list(completion) if conversational and isinstance(completion, list) else None,
+                    completion_ids=[int(t) for t in ids[i]] if ids is not None else None,
+                    conversational=conversational,
+                    trainer_state=snapshot,
+                )
+            )
         return out
 
     def score_batch(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Any:
