@@ -466,3 +466,20 @@ def test_graders_the_workers_cannot_receive_are_a_503_with_the_fix_and_run_inlin
     assert r.status_code == 200 and r.json()["graders"] == ["locked"]
     (per_sample,) = r.json()["outcomes"]
     assert per_sample["locked"]["kind"] == "score" and per_sample["locked"]["score"] == 1.0
+
+
+def test_a_sample_keeps_what_trl_functions_read_across_the_wire():
+    # the remote grader sends Sample.to_dict(); the server must rebuild the same sample, so a
+    # TRL function behind it gets the completion ids and the row's format as in training
+    from rft.judges.server import SampleIn, to_sample
+
+    sent = Sample(
+        "4",
+        item={"prompt": "2+2?", "answer": "4"},
+        completion_ids=[19, 4],
+        conversational=True,
+        completion_messages=[{"role": "assistant", "content": "4"}],
+    )
+    got = to_sample(SampleIn(**sent.to_dict()))
+    assert got.completion_ids == [19, 4]
+    assert got.is_conversational and got.trl_completion == [{"role": "assistant", "content": "4"}]

@@ -91,6 +91,9 @@ class SampleIn(BaseModel):
     prompt: str | list[dict[str, Any]] | None = None
     tool_calls: list[dict[str, Any]] | None = None
     step: int | None = None
+    completion_messages: list[dict[str, Any]] | None = None
+    completion_ids: list[int] | None = None
+    conversational: bool | None = None
 
 
 class GradeRequest(BaseModel):
@@ -119,7 +122,16 @@ def to_sample(s: SampleIn) -> Sample:
             # a row with no prompt of its own ({"answer": …}) is a valid sample: graders that
             # read only the completion and columns need none, and as before it has none
             prompt = None
-    return Sample(completion=s.completion, item=s.item, prompt=prompt, tool_calls=s.tool_calls, step=s.step)
+    return Sample(
+        completion=s.completion,
+        item=s.item,
+        prompt=prompt,
+        tool_calls=s.tool_calls,
+        step=s.step,
+        completion_messages=s.completion_messages,
+        completion_ids=s.completion_ids,
+        conversational=s.conversational,
+    )
 
 
 def _parse(raw: bytes, max_samples: int) -> tuple[list[str] | None, list[Sample]]:
