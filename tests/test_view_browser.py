@@ -56,9 +56,7 @@ def serve(run_dirs: list[Path]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    webdriver = pytest.importorskip(
-        "selenium.webdriver", reason="selenium is in the dev extra: pip install -e '.[dev]'"
-    )
+    from selenium import webdriver  # the dev extra; only Chromium itself may be missing
     from selenium.webdriver.chrome.service import Service
 
     os.environ["SE_OFFLINE"] = "true"  # never let Selenium Manager download a driver

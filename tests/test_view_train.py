@@ -23,7 +23,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 @pytest.fixture(scope="module")
 def tracked_run(tmp_path_factory) -> Path:
-    pytest.importorskip("tensorboard", reason="tensorboard is in the dev extra: pip install -e '.[dev]'")
     from rft.models.resolve import create_tiny_model
 
     tmp = tmp_path_factory.mktemp("view_train")

@@ -25,6 +25,7 @@ import json
 import math
 import mmap
 import re
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -64,16 +65,23 @@ def prompt_text(prompt: Any) -> str:
     return json.dumps(prompt, default=str)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Line:
-    """What the viewer keeps in memory about one rollout line."""
+    """What the viewer keeps in memory about one rollout line (small: runs have 100k+ of them)."""
 
     line: int
     step: int | None
     index: int | None
     group: int
     reward: float | None
-    graders: dict[str, tuple[float | None, str | None]]
+    graders: tuple[tuple[str, float | None, str | None], ...]  # (grader id, score, kind), names interned
+
+    def grader(self, name: str) -> tuple[float | None, str | None] | None:
+        """The score and kind of grader ``name``, or None when the line has no verdict of it."""
+        for gid, score, kind in self.graders:
+            if gid == name:
+                return score, kind
+        return None
 
 
 @dataclass
@@ -127,18 +135,20 @@ class Filters:
             if self.grader is None:
                 value = s.reward
             else:
-                value = s.graders[self.grader][0] if self.grader in s.graders else None
+                verdict = s.grader(self.grader)
+                value = verdict[0] if verdict is not None else None
             if value is None or (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
                 return False
         if self.kind:
             if self.grader is not None:
-                kinds = [s.graders[self.grader][1]] if self.grader in s.graders else []
+                verdict = s.grader(self.grader)
+                kinds = [verdict[1]] if verdict is not None else []
             else:
-                kinds = [k for _, k in s.graders.values()]
+                kinds = [k for _, _, k in s.graders]
             wanted = _ERROR_KIND_NAMES if self.kind == "error" else {self.kind}
             if not any(k in wanted for k in kinds):
                 return False
-        elif self.grader is not None and self.grader not in s.graders:
+        elif self.grader is not None and s.grader(self.grader) is None:
             return False
         return True
 
@@ -203,16 +213,17 @@ class RunReader:
         group = self._groups[gid]
         group.lines.append(number)
         group.rewards.append(reward)
-        graders: dict[str, tuple[float | None, str | None]] = {}
+        graders = []
         per = rec.get("graders")
         if isinstance(per, dict):
             for name, o in per.items():
-                self._graders.setdefault(str(name), None)
+                name = sys.intern(str(name))
+                self._graders.setdefault(name, None)
                 if isinstance(o, dict):
                     kind = o.get("kind")
-                    graders[str(name)] = (_number(o.get("score")), kind if isinstance(kind, str) else None)
+                    graders.append((name, _number(o.get("score")), sys.intern(kind) if isinstance(kind, str) else None))
         index = rec.get("index")
-        return _Line(number, step, index if isinstance(index, int) else None, gid, reward, graders)
+        return _Line(number, step, index if isinstance(index, int) else None, gid, reward, tuple(graders))
 
     # -- what the page asks -------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -393,7 +404,7 @@ class RunReader:
         pattern = re.compile(b"|".join(re.escape(f.encode()) for f in forms), re.IGNORECASE)
         candidates: set[int] = set()
         end = self.rollouts.end
-        if end:
+        if end and self.rollouts.path.stat().st_size >= end:  # (a file truncated since the refresh: no hits now)
             with self.rollouts.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
                 pos = 0
                 while True:
