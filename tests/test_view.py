@@ -478,3 +478,17 @@ def test_rft_view_serves_on_loopback_and_prints_its_url(run_dir):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_rft_view_says_how_to_get_past_a_taken_port(run_dir):
+    from rft.cli.view import bind
+
+    taken = bind("127.0.0.1", 0)
+    try:
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(cli, ["view", str(run_dir), "--port", str(port)])
+        assert res.exit_code == 2
+        out = " ".join(res.output.split())
+        assert f"cannot listen on 127.0.0.1:{port}" in out and "--port" in out
+    finally:
+        taken.close()
