@@ -5,7 +5,8 @@ Nothing is downloaded at test time: Selenium is pointed at the system chromedriv
 ``chromium`` and ``chromium-driver``; without them the test skips and says so.
 
 ``RFT_VIEW_SCREENSHOT=path.png`` also saves a screenshot of the Rollouts tab (how
-docs/img/view.png is made), and ``RFT_VIEW_RUN=DIR`` points the screenshot at another run.
+docs/img/view.png is made); ``RFT_VIEW_RUN=DIR`` points it at another run and
+``RFT_VIEW_HASH`` sets the filters (``#step=5&sort=spread``).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def test_screenshot_for_the_readme(browser, tmp_path):
     run = Path(os.environ["RFT_VIEW_RUN"]) if os.environ.get("RFT_VIEW_RUN") else write_run(tmp_path / "run")
     for url in serve([run]):
         browser.set_window_size(1400, 900)
-        browser.get(url + "#tab=rollouts")
+        browser.get(url + os.environ.get("RFT_VIEW_HASH", "#tab=rollouts&sort=spread"))
         wait_for(browser, "tr.completion")
         time.sleep(0.5)
         Path(target).parent.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,7 @@ async function start() {
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.get("run")) { S.run = Number(hash.get("run")); sel.value = S.run; }
   if (hash.get("tab")) showTab(hash.get("tab"));
-  await onRunChanged();
+  await onRunChanged(hash);
   await Promise.all(S.runs.map((r) => loadMetrics(r.id, true)));
   await Promise.all(S.runs.map((r) => loadEval(r.id)));
   drawCharts(); drawEvals();
@@ -101,11 +101,22 @@ function showTab(tab) {
   if (tab === "evals") drawEvals();
 }
 
-async function onRunChanged() {
+// `#step=3&grader=format&sort=spread…` in the address sets the filters (links to a view).
+function applyHashFilters(hash) {
+  const f = $("#filters");
+  for (const el of f.elements) {
+    if (!el.name || !hash.has(el.name)) continue;
+    if (el.type === "checkbox") el.checked = ["1", "true", "on"].includes(hash.get(el.name));
+    else el.value = hash.get(el.name);
+  }
+}
+
+async function onRunChanged(hash) {
   const run = S.runs[S.run];
   const gsel = $("#filters [name=grader]");
   gsel.replaceChildren(h("option", { value: "" }, "reward (combined)"), ...run.graders.map((g) => h("option", { value: g }, g)));
   await loadSteps();
+  if (hash) applyHashFilters(hash);
   await loadGroups();
   drawEvals();
 }
