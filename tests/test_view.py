@@ -44,7 +44,8 @@ def rollout_lines(steps: int = 3, prompts: int = 2, generations: int = 4, start:
     """``steps`` batches of ``prompts`` GRPO groups of ``generations`` completions each.
 
     Step 1's second group is zero-variance (every completion the same reward); step 2 has a
-    format grader error; a completion of step 0 says "banana" with a reason that says "hack".
+    format grader error; a completion of step 0 says "banana" with a reason that says "hack" (and
+    carries a ``trajectory``, a field the viewer does not know).
     """
     out = []
     for step in range(start, start + steps):
@@ -71,7 +72,10 @@ def rollout_lines(steps: int = 3, prompts: int = 2, generations: int = 4, start:
                 if step == 2 and p == 0 and g == 3:
                     fmt = {"kind": "grader_error", "error": "ValueError: could not parse the completion (line 3)"}
                 exact = 1.0 if correct else 0.0
-                out.append(rollout(step, i, f"What is {a} + {b}?", completion, exact, fmt))
+                rec = rollout(step, i, f"What is {a} + {b}?", completion, exact, fmt)
+                if completion.startswith("banana"):  # a field of a newer record kind, shown as is
+                    rec["trajectory"] = [{"tool": "fruit_counter", "result": 3}]
+                out.append(rec)
                 i += 1
     return out
 

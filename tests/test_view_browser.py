@@ -98,6 +98,7 @@ def wait_for(driver: Any, css: str, *, text: str | None = None, timeout: float =
 
 
 def test_the_page_shows_completions_grader_reasons_evals_and_curves_and_follows_growth(browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     run = write_run(tmp_path / "run", finished=False)
@@ -116,7 +117,8 @@ def test_the_page_shows_completions_grader_reasons_evals_and_curves_and_follows_
         browser.find_element(By.CSS_SELECTOR, "tr.completion.match").click()
         full = wait_for(browser, "#full-completion")
         assert full.text == "banana banana banana"
-        assert "Answer with a number." in browser.find_element(By.ID, "modal-body").text
+        modal = browser.find_element(By.ID, "modal-body").text
+        assert "Answer with a number." in modal and "fruit_counter" in modal and "[object" not in modal
         browser.find_element(By.ID, "modal-close").click()
         # Evals: the phases side by side, the regressed row marked
         browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab=evals]").click()
@@ -128,6 +130,13 @@ def test_the_page_shows_completions_grader_reasons_evals_and_curves_and_follows_
         browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab=curves]").click()
         chart = wait_for(browser, "[data-chart=reward]", text="exact_match")
         assert len(chart.find_elements(By.CSS_SELECTOR, "path")) >= 3
+        # hovering a step shows its values and that step's samples (logged step N = rollout step N-1)
+        svg = chart.find_element(By.CSS_SELECTOR, "svg")
+        ActionChains(browser).move_to_element(svg).perform()
+        tip = wait_for(browser, ".chart .tip", text="step ")
+        assert "exact_match" in tip.text and "[object" not in tip.text
+        logged = int(tip.text.split()[1])
+        wait_for(browser, "#hover-samples", text=f"rollout step {logged - 1}")
         # Live: the trainer appends a step; the page shows it without a reload
         browser.find_element(By.CSS_SELECTOR, "#tabs button[data-tab=rollouts]").click()
         with (run / "rollouts.jsonl").open("a") as f:

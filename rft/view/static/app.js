@@ -220,7 +220,7 @@ async function openRollout(runId, line) {
     h("h2", {}, "Prompt"), ...prompt,
     h("h2", {}, `Completion · reward ${fmt(rec.reward)}`), h("div", { class: "msg text", id: "full-completion" }, typeof rec.completion === "string" ? rec.completion : JSON.stringify(rec.completion, null, 2)),
     h("h2", {}, "Graders"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "grader"), h("th", {}, "score"), h("th", {}, "kind"), h("th", {}, "reason / error"))), h("tbody", {}, graders)),
-    Object.keys(extra).length ? [h("h2", {}, "Other fields"), h("pre", { class: "raw" }, JSON.stringify(extra, null, 2))] : null);
+    ...(Object.keys(extra).length ? [h("h2", {}, "Other fields"), h("pre", { class: "raw" }, JSON.stringify(extra, null, 2))] : []));
   $("#modal").hidden = false;
 }
 function closeModal() { $("#modal").hidden = true; }
@@ -416,7 +416,7 @@ function lineChart(spec, lines, markers) {
     const st = nearest(ev);
     cursor.setAttribute("x1", X(st)); cursor.setAttribute("x2", X(st)); cursor.setAttribute("visibility", "visible");
     const vals = lines.filter((l) => !l.faint).map((l) => { const p = l.pts.find((q) => q[0] === st); return p ? `${l.name}: ${fmt(p[1])}` : null; }).filter(Boolean);
-    tip.replaceChildren(h("b", {}, `step ${st}`), ...vals.map((v) => [h("br"), v]));
+    tip.replaceChildren(h("b", {}, `step ${st}`), ...vals.flatMap((v) => [h("br"), v]));
     const rect = wrap.getBoundingClientRect();
     tip.style.left = `${Math.min(ev.clientX - rect.left + 12, rect.width - 180)}px`;
     tip.style.top = `${ev.clientY - rect.top + 12}px`;
