@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@contextmanager
 def serve(run_dirs: list[Path]) -> Iterator[str]:
     """The viewer on a free loopback port in a thread; yields its URL."""
     import uvicorn
@@ -102,7 +104,7 @@ def test_the_page_shows_completions_grader_reasons_evals_and_curves_and_follows_
     from selenium.webdriver.common.by import By
 
     run = write_run(tmp_path / "run", finished=False)
-    for url in serve([run]):
+    with serve([run]) as url:
         browser.get(url)
         # Rollouts: a completion and a grader's reason, rendered
         wait_for(browser, "tr.completion", text="banana banana banana")
@@ -148,15 +150,15 @@ def test_the_page_shows_completions_grader_reasons_evals_and_curves_and_follows_
         assert not errors, errors
 
 
-def test_screenshot_for_the_readme(browser, tmp_path):
-    target = os.environ.get("RFT_VIEW_SCREENSHOT")
-    if not target:
-        pytest.skip("set RFT_VIEW_SCREENSHOT=docs/img/view.png to (re)make the README's screenshot")
+def test_a_screenshot_of_the_page(browser, tmp_path):
+    """How the README's docs/img/view.png is made (``RFT_VIEW_SCREENSHOT``); otherwise into tmp."""
+    target = Path(os.environ.get("RFT_VIEW_SCREENSHOT") or tmp_path / "view.png")
     run = Path(os.environ["RFT_VIEW_RUN"]) if os.environ.get("RFT_VIEW_RUN") else write_run(tmp_path / "run")
-    for url in serve([run]):
+    with serve([run]) as url:
         browser.set_window_size(1400, 900)
         browser.get(url + os.environ.get("RFT_VIEW_HASH", "#tab=rollouts&sort=spread"))
         wait_for(browser, "tr.completion")
         time.sleep(0.5)
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(target))
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
