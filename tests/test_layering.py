@@ -34,6 +34,7 @@ RANKS: dict[str, int] = {
     "rft.judges": 4,
     "rft.advise": 5,
     "rft.cluster": 5,
+    "rft.view": 5,  # `rft view`'s server and page; below rft.cli, which serves it
     "rft.cli": 6,
     "rft.testing": 6,
     "rft": 6,  # rft/__init__.py: the public API
