@@ -96,6 +96,10 @@ def test_eval_before_and_after_each_stage(trained_run):
         assert phase["n"] == 4  # eval.max_rows of the 4 held-out rows
         assert set(phase["graders"]) == {"exact_match", "brevity"}
         assert 0.0 <= phase["pass_rate"] <= 1.0
+    # every held-out row is kept, in the same order in each phase, so phases compare row by row
+    rows = [[s["row"] for s in phase["samples"]] for phase in ev.values()]
+    assert len(rows[0]) == 4 and rows[0] == rows[1] == rows[2]
+    assert all(":" in r for r in rows[0])  # file:line of the held-out row
     report = (trained_run / "report.md").read_text()
     assert "| pass rate |" in report and "![rewards](rewards.png)" in report
 

@@ -117,7 +117,7 @@ def evaluate(
     seed: int = 0,
     progress: bool = True,
     desc: str = "eval",
-    keep_samples: int = 5,
+    keep_samples: int | None = None,
 ) -> dict[str, Any]:
     """Generate on held-out examples and score them with the graders.
 
@@ -128,7 +128,9 @@ def evaluate(
         settings: the run config's :class:`rft.config.run.EvalConfig`.
 
     Returns:
-        :func:`summarize`'s dict plus ``samples`` (the first ``keep_samples`` completions with scores).
+        :func:`summarize`'s dict plus ``samples``: per held-out row (all of them, or the first
+        ``keep_samples``) its source (``file:line``), prompt, completion, reward and scores, so
+        phases can be compared row by row (``rft view``'s Evals).
     """
     examples = list(examples)[: settings.max_rows] if settings.max_rows else list(examples)
     completions = generate(
@@ -152,13 +154,15 @@ def evaluate(
         add_completion_ids(samples, tokenizer)
     result = executor.score(samples)
     summary = summarize(grader_set, result, threshold=settings.pass_threshold)
+    keep = len(examples) if keep_samples is None else keep_samples
     summary["samples"] = [
         {
+            "row": e.source,
             "prompt": e.prompt[-1]["content"],
             "completion": c,
             "reward": result.rewards[i],
             "scores": {gid: o.score for gid, o in result.outcomes[i].items()},
         }
-        for i, (e, c) in enumerate(zip(examples[:keep_samples], completions[:keep_samples], strict=True))
+        for i, (e, c) in enumerate(zip(examples[:keep], completions[:keep], strict=True))
     ]
     return summary

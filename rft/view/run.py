@@ -453,11 +453,13 @@ class RunReader:
         for i in range(n):
             per: dict[str, Any] = {}
             prompt = None
+            source = None
             for p in phases:
                 samples = ev[p].get("samples") or []
                 if i < len(samples) and isinstance(samples[i], dict):
                     s = samples[i]
                     prompt = prompt if prompt is not None else s.get("prompt")
+                    source = source if source is not None else s.get("row")
                     per[p] = {
                         "completion": s.get("completion"),
                         "reward": s.get("reward"),
@@ -468,6 +470,7 @@ class RunReader:
             rows.append(
                 {
                     "row": i,
+                    "source": source,  # file:line of the held-out row (runs before it was recorded: None)
                     "prompt": prompt if isinstance(prompt, str) else prompt_text(prompt),
                     "phases": per,
                     "change": change,
