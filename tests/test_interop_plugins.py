@@ -200,12 +200,31 @@ def test_readme_bring_your_graders_examples_load_and_score():
     pytest.importorskip("trl.rewards")
     trl_set = grader_set_from_config(yaml.safe_load(readme_blocks("Bring your graders", "yaml")[0]))
     assert trl_set.ids == ["accuracy_reward", "think_format_reward", "get_soft_overlong_punishment"]
-    openai_json, bfcl_row = (json.loads(b) for b in readme_blocks("Bring your graders", "json"))
-    (out,) = grader_set_from_config(openai_json)["mentions_answer"].grader.grade(
-        [Sample("It is PARIS", {"answer": "paris"})]
+    (openai_json,) = (json.loads(b) for b in readme_blocks("Bring your graders", "json"))
+    tool_name = grader_set_from_config(openai_json)["tool_name"].grader
+    called = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    right, none = tool_name.grade(
+        [Sample(called, {"expected_tool": "get_weather"}), Sample("no call", {"expected_tool": "get_weather"})]
     )
-    assert out.score == 1.0
-    call = [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
-    tool_set = grader_set_from_config({"graders": [{"name": "tool_call", "partial": False}]})
-    sample = Sample("", bfcl_row, prompt=bfcl_row["messages"], tool_calls=call)
-    assert [o.score for o in tool_set["tool_call"].grader.grade([sample])] == [1.0]
+    assert (right.score, right.metrics["passed"]) == (1.0, 1.0)
+    assert none.score == 0.0 and "output_tools[0]" in (none.reason or "")
+    # the BFCL entry as a grader-set entry, with a BFCL possible answer and function description as is
+    (bfcl_entry,) = yaml.safe_load(readme_blocks("Bring your graders", "yaml")[1])
+    tool_set = grader_set_from_config({"graders": [bfcl_entry]})
+    row = {
+        "ground_truth": [{"get_weather": {"city": ["Paris", "Paris, France"], "unit": ["", "celsius"]}}],
+        "function": [
+            {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "dict",
+                    "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+                    "required": ["city"],
+                },
+            }
+        ],
+    }
+    call = [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "paris, france"}'}}]
+    wrong = [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Lyon"}'}}]
+    outs = tool_set["tool_call"].grader.grade([Sample("", row, tool_calls=call), Sample("", row, tool_calls=wrong)])
+    assert [o.score for o in outs] == [1.0, 0.0]  # BFCL's string normalisation; `unit` may be left out
