@@ -6,6 +6,10 @@ TRL reward functions get prompts and completions in the row's format (chat messa
 conversational rows, text for standard ones) and ``completion_ids`` from a tokenizer
 (``--tokenizer``, ``--model`` or a run config's ``model``), or from a ``completion_ids``
 field of the completions file.
+
+Group graders (``@rft.grader(group=True)``) get the completions of one prompt together:
+rows with the same value in the ``--group-by`` column (e.g. ``prompt_id``), by default
+completions of identical prompts. Groups are never split across chunks of a run.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,7 @@ from rft.train.rewards import add_completion_ids, row_is_conversational
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_samples", "load_tokenizer", "run_grade", "summarize"]
+__all__ = ["chunks", "group_keys", "load_samples", "load_tokenizer", "run_grade", "summarize"]
 
 CHUNK = 256
 
@@ -150,6 +154,51 @@ def load_tokenizer(tokenizer: str | None, model: str | None, *, base_dir: Path |
         ) from err
 
 
+def group_keys(
+    pairs: Sequence[tuple[int, Sample]], rows: Sequence[dict[str, Any]], group_by: str | None, *, data_file: str
+) -> list[Hashable]:
+    """The group of each sample for group graders: its row's ``group_by`` value, else its prompt.
+
+    Raises:
+        DataError: a row lacks the ``group_by`` column (naming the row and the columns it has).
+    """
+    if group_by is None:
+        from rft.scoring import default_group_keys
+
+        return list(default_group_keys([s for _, s in pairs]))
+    keys: list[Hashable] = []
+    for idx, _ in pairs:
+        row = rows[idx]
+        if group_by not in row:
+            raise DataError(
+                f"--group-by {group_by!r}: the row has no such column (columns: {', '.join(sorted(row))}); "
+                "give every row the prompt id, or leave --group-by out to group identical prompts",
+                file=data_file,
+                line=idx + 1,
+            )
+        keys.append(json.dumps(row[group_by], sort_keys=True, default=str))
+    return keys
+
+
+def chunks(keys: Sequence[Hashable], size: int) -> list[list[int]]:
+    """Sample indices in chunks of about ``size`` made of whole groups (a group larger than
+    ``size`` is a chunk of its own), groups in order of first appearance.
+
+    >>> chunks(["a", "b", "a", "c"], 2)
+    [[0, 2], [1, 3]]
+    """
+    groups: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    out: list[list[int]] = []
+    for members in groups.values():
+        if out and len(out[-1]) + len(members) <= size:
+            out[-1].extend(members)
+        else:
+            out.append(list(members))
+    return out
+
+
 def _needs_ids(grader_set: GraderSet) -> list[str]:
     """Ids of graders that name ``completion_ids`` (TRL functions that count tokens)."""
     return [e.id for e in grader_set if e.grader.trl_style and "completion_ids" in e.grader.inputs]
@@ -195,6 +244,7 @@ def run_grade(
     config: Path | None = None,
     tokenizer: str | None = None,
     model: str | None = None,
+    group_by: str | None = None,
 ) -> int:
     """Run the command; returns the exit code (0 ok, 1 a grader errored, 2 bad input).
 
@@ -203,6 +253,8 @@ def run_grade(
             ``completion_ids``, unless ``tokenizer``/``model``) and how it reads rows.
         tokenizer: a tokenizer directory or hub name for ``completion_ids``.
         model: a model reference whose tokenizer gives ``completion_ids``.
+        group_by: the column naming each row's prompt, for group graders (default:
+            completions of identical prompts form a group).
     """
     from rich.console import Console
     from rich.markup import escape
@@ -245,20 +297,31 @@ def run_grade(
                 "--tokenizer DIR_OR_NAME or --model MODEL (e.g. the run's model), --config RUN.yaml (its model), "
                 "or a `completion_ids` list on each line of --completions"
             )
+        grouped = any(e.grader.group for e in grader_set)
+        keys = group_keys(pairs, rows, group_by, data_file=str(data)) if grouped else None
     except RFTError as err:
         con.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return 2
     samples = [s for _, s in pairs]
     options = ScoringOptions(executor=executor, num_workers=workers, address=address, error_budget=1.0)
-    outcomes: list[dict[str, Outcome]] = []
-    rewards: list[float | None] = []
+    outcomes: list[dict[str, Outcome]] = [{} for _ in samples]
+    rewards: list[float | None] = [None] * len(samples)
+    parts = (
+        chunks(keys, CHUNK)
+        if keys is not None
+        else [list(range(s, min(s + CHUNK, len(samples)))) for s in range(0, len(samples), CHUNK)]
+    )
     try:
         with make_executor(grader_set, executor, options) as ex, Progress(console=con, transient=True) as progress:
             task = progress.add_task(f"grading {len(samples)} samples", total=len(samples))
-            for start in range(0, len(samples), CHUNK):
-                result = ex.score(samples[start : start + CHUNK])
-                outcomes.extend(result.outcomes)
-                rewards.extend(result.rewards)
+            for part in parts:
+                batch = [samples[i] for i in part]
+                if keys is not None:
+                    result = ex.score(batch, groups=[keys[i] for i in part])
+                else:
+                    result = ex.score(batch)
+                for i, per, rew in zip(part, result.outcomes, result.rewards, strict=True):
+                    outcomes[i], rewards[i] = per, rew
                 progress.advance(task, len(result.outcomes))
     except RFTError as err:
         con.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)

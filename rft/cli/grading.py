@@ -124,6 +124,14 @@ def grade(
         str | None,
         typer.Option("--model", help="Model (as a run config names it) whose tokenizer gives completion_ids."),
     ] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            help="Column of --data naming each row's prompt (e.g. prompt_id): group graders get the completions "
+            "of one value together. Default: completions of identical prompts form a group.",
+        ),
+    ] = None,
 ) -> None:
     """Score saved completions with a grader set, without training.
 
@@ -147,5 +155,6 @@ def grade(
         config=config,
         tokenizer=tokenizer,
         model=model,
+        group_by=group_by,
     )
     raise typer.Exit(code)

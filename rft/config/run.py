@@ -56,6 +56,14 @@ _MANAGED_TRL_KEYS = {
     "resume_from_checkpoint": "`rft train --resume RUN`",
 }
 
+#: TRL's multi-objective reward options (``stages.rft.trl``), passed through to ``GRPOConfig``
+#: as they are; their values are checked here so a typo fails at load, naming the line, not
+#: at the first training step. ``scale_rewards`` also takes ``true``/``false``.
+REWARD_OPTIONS: dict[str, tuple[Any, ...]] = {
+    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
+    "scale_rewards": ("group", "batch", "none", True, False),
+}
+
 #: Help text of the ``stages:`` mapping, which holds the two stage fields of :class:`RunConfig`.
 STAGES_HELP = "Training stages, run in the order sft then rft; either may be alone."
 
@@ -345,6 +353,7 @@ def parse_config(
         for stage, trl_cls in (("sft", "SFTConfig"), ("rft", "GRPOConfig")):
             trl_map = (stages.get(stage) or {}).get("trl") or {}
             _check_trl_keys(trl_map, trl_cls, stage, where)
+    _check_reward_options((stages.get("rft") or {}).get("trl") or {}, where)
     cfg = RunConfig(
         model=model,
         data=data,
@@ -408,6 +417,28 @@ def _check_trl_keys(trl_map: Mapping[str, Any], cls_name: str, stage: str, where
             )
             raise ConfigError(
                 f"unknown trl.{cls_name} argument {key!r}; {hint}", file=where("stages", stage, "trl", key), key=path
+            )
+
+
+def _check_reward_options(trl_map: Mapping[str, Any], where: Any) -> None:
+    """Check the values of TRL's multi-objective options (:data:`REWARD_OPTIONS`) in ``stages.rft.trl``."""
+    if not isinstance(trl_map, Mapping):
+        return
+    for key, valid in REWARD_OPTIONS.items():
+        if key not in trl_map:
+            continue
+        value = trl_map[key]
+        if not any(value is v or (isinstance(v, str) and value == v) for v in valid):
+            names = [str(v).lower() if isinstance(v, bool) else v for v in valid]
+            raise ConfigError(
+                f"stages.rft.trl.{key} must be one of {', '.join(map(str, names))}, got {value!r}"
+                + (
+                    f"; {did_you_mean(value, [v for v in valid if isinstance(v, str)])}"
+                    if isinstance(value, str)
+                    else ""
+                ),
+                file=where("stages", "rft", "trl", key),
+                key=f"stages.rft.trl.{key}",
             )
 
 

@@ -14,6 +14,21 @@ Injectable names: ``completion``, ``prompt``, ``messages``, ``item`` (the whole 
 a bool, ``None`` (not applicable) or a :class:`Grade`; every call becomes an
 :class:`Outcome` whose kind says what happened. Errors never become a silent 0.
 
+A **group grader** (``@rft.grader(group=True)``) scores all completions of one prompt
+together — a relative judge, a majority vote, a diversity bonus. It is called once per
+group like a batched grader: every argument is a list with one entry per completion of
+the group (``completion`` is the group's completions, ``prompt`` the prompt repeated), and
+it returns one result per completion, in order. A result of the wrong length or type is an
+``invalid_output`` outcome for every completion of the group, never 0. The executors never
+split a group across shards or workers; which samples form a group is decided by the
+caller (:meth:`rft.scoring.Executor.score`'s ``groups``; by default identical prompts)::
+
+    @rft.grader(group=True)
+    def majority(completion: list[str]) -> list[float]:
+        votes = Counter(c.strip() for c in completion)
+        top = votes.most_common(1)[0][0]
+        return [float(c.strip() == top) for c in completion]
+
 Functions written for other frameworks run unchanged:
 
 * TRL reward functions (they ask for ``prompts``, ``completions`` or ``completion_ids``)
@@ -75,6 +90,8 @@ class Grader:
     Attributes:
         name: the registered name.
         batched: the function takes lists (one entry per sample) and returns a list.
+        group: the function scores the completions of one prompt together (one call per
+            group, as a batched call); implies ``batched``.
         inputs: the argument names it asks for, in order.
         optional: the argument names that have defaults.
         is_async: the function is ``async def`` (or ``__call__`` is).
@@ -93,6 +110,7 @@ class Grader:
         version: str | None = None,
         plugin: str | None = None,
         bound: Mapping[str, Any] | None = None,
+        group: bool = False,
     ):
         if not callable(fn):
             raise TypeError(f"a grader must be callable, got {type(fn).__name__}")
@@ -121,7 +139,9 @@ class Grader:
             and "completion" not in names
             and ("ground_truth" in names or "original_messages" in names or self.var_kwargs)
         )
-        self.batched = batched or self.trl_style
+        #: scores all completions of one prompt in one call (see the module docstring)
+        self.group = bool(group)
+        self.batched = batched or self.trl_style or self.group
         self.inputs: tuple[str, ...] = tuple(p.name for p in named)
         self.optional: frozenset[str] = frozenset(p.name for p in named if p.default is not p.empty)
         self.defaults: dict[str, Any] = {p.name: p.default for p in named if p.default is not p.empty}
@@ -131,7 +151,9 @@ class Grader:
         return self.fn(*args, **{**self.bound, **kwargs})
 
     def __repr__(self) -> str:
-        flags = "".join([" batched" if self.batched else "", " async" if self.is_async else ""])
+        flags = "".join(
+            [" group" if self.group else " batched" if self.batched else "", " async" if self.is_async else ""]
+        )
         return f"<Grader {self.name}({', '.join(self.inputs)}){flags}>"
 
     def __reduce__(self):
@@ -152,7 +174,8 @@ class Grader:
     def _kwargs(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "batched": self.batched and not self.trl_style,
+            "batched": self.batched and not self.trl_style and not self.group,
+            "group": self.group,
             "description": self.description,
             "range": self.range,
             "version": self._version,
@@ -173,7 +196,6 @@ class Grader:
             raise TypeError(f"grader {self.name!r}: {injected[0]!r} is filled from the sample and cannot be set")
         kw = self._kwargs()
         kw["bound"] = {**self.bound, **params}
-        kw["batched"] = self.batched and not self.trl_style
         return Grader(self.fn, **kw)
 
     # -- identity -----------------------------------------------------------
@@ -329,12 +351,18 @@ class Grader:
 
     # -- running in-process -------------------------------------------------
     def _validate_batch(self, result: Any, n: int) -> list[Outcome]:
+        what, unit = (
+            ("group grader", f"the {n} completions of the group") if self.group else ("batched grader", f"{n} samples")
+        )
         if not isinstance(result, (list, tuple)) and not hasattr(result, "tolist"):
-            msg = f"batched grader {self.name!r} returned {type(result).__name__}; expected a list of {n} results"
+            msg = (
+                f"{what} {self.name!r} returned {type(result).__name__}; expected a list with one result for each of "
+                f"{unit}"
+            )
             return [Outcome.failure(OutcomeKind.INVALID_OUTPUT, msg) for _ in range(n)]
         result = list(result.tolist() if hasattr(result, "tolist") else result)
         if len(result) != n:
-            msg = f"batched grader {self.name!r} returned {len(result)} results for {n} samples"
+            msg = f"{what} {self.name!r} returned {len(result)} results for {unit}; return one per completion, in order"
             return [Outcome.failure(OutcomeKind.INVALID_OUTPUT, msg) for _ in range(n)]
         return [self._coerce(r) for r in result]
 
@@ -353,7 +381,8 @@ class Grader:
         """Score samples in this process, one outcome each; never raises for grader faults.
 
         No timeout applies here: the scoring engine (``rft.scoring``) adds timeouts,
-        retries and worker isolation around this call.
+        retries and worker isolation around this call. A group grader treats ``samples``
+        as one group (the executors call it once per group).
         """
         if self.is_async:
             return _run_coro(self.agrade(samples))
@@ -462,6 +491,7 @@ def grader(
     description: str | None = None,
     range: tuple[float, float] | None = None,
     version: str | None = None,
+    group: bool = False,
 ) -> Any:
     """Declare a grader. Works bare (``@rft.grader``) and with arguments.
 
@@ -476,6 +506,8 @@ def grader(
         description: one-line doc (default: first line of the docstring).
         range: declared ``(low, high)``; scores outside it are ``invalid_output``.
         version: bump to invalidate cached results (default: a digest of the source).
+        group: a group grader: called once with all completions of one prompt (every
+            argument a list, one entry per completion), returns one result per completion.
 
     >>> @grader
     ... def exact(completion: str, answer: str) -> float:
@@ -492,11 +524,14 @@ def grader(
                 "description": description,
                 "range": range,
                 "version": version,
+                "group": group,
             }
             return obj
         if isinstance(obj, Grader):
             return obj
-        return Grader(obj, name=name, batched=batched, description=description, range=range, version=version)
+        return Grader(
+            obj, name=name, batched=batched, description=description, range=range, version=version, group=group
+        )
 
     if fn is not None:
         return wrap(fn)

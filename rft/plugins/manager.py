@@ -72,6 +72,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "graders.format",
     "graders.openai",
     "graders.judges",
+    "graders.relative",
     "graders.remote",
     "graders.code",
 )

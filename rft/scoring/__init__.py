@@ -17,12 +17,15 @@ The contract, the same for ``"local"`` (worker processes, or ``inline=True``) an
 * ``on_error`` (``fail`` / ``skip`` / a number) decides what an error scores;
 * more errors than ``error_budget`` of a batch raises :class:`rft.GraderError`;
 * identical (grader identity, inputs) are scored once per executor (the cache);
+* a group grader (``@rft.grader(group=True)``) gets whole groups — ``score(samples,
+  groups=keys)``, by default samples with identical prompts — never split across shards,
+  workers or actors, cached per group;
 * :attr:`BatchResult.metrics` has mean, std, counts per outcome kind, latency
   p50/p95 and the cache hit rate per grader.
 """
 
 from __future__ import annotations
 
-from rft.scoring.base import BatchResult, Executor, ScoringOptions, make_executor
+from rft.scoring.base import BatchResult, Executor, ScoringOptions, default_group_keys, make_executor
 
-__all__ = ["BatchResult", "Executor", "ScoringOptions", "make_executor"]
+__all__ = ["BatchResult", "Executor", "ScoringOptions", "default_group_keys", "make_executor"]

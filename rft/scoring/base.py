@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,42 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BatchResult", "Executor", "Job", "Ledger", "ScoringOptions", "Task", "make_executor"]
+__all__ = [
+    "BatchResult",
+    "Executor",
+    "Job",
+    "Ledger",
+    "ScoringOptions",
+    "Task",
+    "default_group_keys",
+    "group_members",
+    "make_executor",
+]
+
+
+def default_group_keys(samples: Sequence[Sample]) -> list[str]:
+    """The default group of each sample for group graders: samples with identical prompts.
+
+    >>> a, b, c = default_group_keys([Sample("x", prompt="2+2?"), Sample("y", prompt="3+3?"), Sample("z", prompt="2+2?")])
+    >>> a == c, a == b
+    (True, False)
+    """
+    return [
+        json.dumps(s.prompt if s.prompt is not None else s.messages, sort_keys=True, default=str, ensure_ascii=False)
+        for s in samples
+    ]
+
+
+def group_members(keys: Sequence[Hashable]) -> list[list[int]]:
+    """Indices of each group, groups in order of first appearance, members in batch order.
+
+    >>> group_members(["p1", "p2", "p1", "p2", "p3"])
+    [[0, 2], [1, 3], [4]]
+    """
+    groups: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 @dataclass
@@ -68,12 +103,15 @@ class Job:
         timeout: seconds per call (the entry's own, else the executor's default).
         shards: at most this many shards (None: one per worker); see
             :meth:`Executor.shards_for`.
+        groups: for a group grader, the positions in ``samples`` of each group; every
+            group is one task, never split, retried and timed out as a whole.
     """
 
     entry: GraderEntry
     samples: list[Sample]
     timeout: float | None
     shards: int | None = None
+    groups: list[list[int]] | None = None
 
 
 @dataclass
@@ -100,6 +138,10 @@ class Ledger:
     so that the next crash names its culprit. Every send is counted all the same: an
     outcome's ``attempts`` is how many times its sample went to a worker, so the
     ``retries`` metric shows the extra work a lost actor or node cost, charged or not.
+
+    A group grader's task is one group: it is never split. A crash is charged to the
+    whole group, which is sent again as one task (alone on a worker) or, after
+    ``entry.retries`` retries, dropped as ``infrastructure`` for every completion of it.
     """
 
     def __init__(self, jobs: Sequence[Job], num_shards: int, *, oversplit: int = 1):
@@ -123,7 +165,12 @@ class Ledger:
             per_worker = 1 if job.entry.grader.is_async else oversplit
             return max(1, min(job.shards, num_shards * per_worker))
 
-        per_job = [self._split(j, list(range(len(job.samples))), shards(job)) for j, job in enumerate(self.jobs)]
+        per_job = [
+            [Task(j, list(g)) for g in job.groups if g]
+            if job.groups is not None
+            else self._split(j, list(range(len(job.samples))), shards(job))
+            for j, job in enumerate(self.jobs)
+        ]
         for k in range(max((len(t) for t in per_job), default=0)):  # interleave: every grader starts early
             for tasks in per_job:
                 if k < len(tasks):
@@ -139,6 +186,10 @@ class Ledger:
 
     def done(self) -> bool:
         return self._open == 0
+
+    def is_group(self, task: Task) -> bool:
+        """The task is one group of a group grader (it is never split)."""
+        return self.jobs[task.job].groups is not None
 
     def samples(self, task: Task) -> list[Sample]:
         job = self.jobs[task.job]
@@ -180,7 +231,7 @@ class Ledger:
                 unrun.append(pos)
             else:
                 self.record(task, pos, out)
-        if split:
+        if split and not self.is_group(task):
             for pos in unrun:
                 self.requeue(task, [pos], exclusive=True)
         else:
@@ -188,13 +239,20 @@ class Ledger:
 
     def suspect(self, task: Task) -> None:
         """The worker running ``task`` died with other work in flight: no one can be
-        blamed, so the unfinished samples run again one by one, each alone on a worker."""
+        blamed, so the unfinished samples run again one by one, each alone on a worker
+        (a group runs again whole, alone on a worker)."""
+        if self.is_group(task):
+            self.requeue(task, self.unfinished(task), exclusive=True)
+            return
         for p in self.unfinished(task):
             self.requeue(task, [p], exclusive=True)
 
     def crashed(self, task: Task, error: str, *, culprit: int | None = None) -> None:
         """The worker running only ``task`` died; ``culprit`` is the position to blame, if known."""
         todo = self.unfinished(task)
+        if self.is_group(task):
+            self._group_crashed(task, todo, error)
+            return
         if culprit is None and len(todo) == 1:
             culprit = todo[0]
         if culprit is None:
@@ -216,6 +274,27 @@ class Ledger:
         else:
             self.requeue(task, [culprit], exclusive=True)
         self.requeue(task, [p for p in todo if p != culprit])
+
+    def _group_crashed(self, task: Task, todo: list[int], error: str) -> None:
+        """A group's worker died: the group as a whole is the culprit."""
+        entry = self.jobs[task.job].entry
+        crashes = self.crashes[task.job]
+        for p in todo:
+            crashes[task.idx[p]] += 1
+        if not todo or max(crashes[task.idx[p]] for p in todo) <= entry.retries:
+            self.requeue(task, todo, exclusive=True)
+            return
+        for p in todo:
+            i = task.idx[p]
+            out = Outcome.failure(
+                OutcomeKind.INFRASTRUCTURE,
+                f"grader {entry.id!r} (a group grader, {len(todo)} completions of one group): {error}; gave up after "
+                f"{entry.retries} retr{'y' if entry.retries == 1 else 'ies'} (set `retries:` on the grader to change)",
+            )
+            out.attempts = self.sends[task.job][i]
+            self.results[task.job][i] = out
+            self._open -= 1
+        logger.warning("dropped a group of %d samples of grader %r: %s", len(todo), entry.id, error)
 
     def outcomes(self) -> list[list[Outcome]]:
         if not self.done():
@@ -268,13 +347,18 @@ class Executor(abc.ABC):
     def _run(self, jobs: Sequence[Job]) -> list[list[Outcome]]:
         """One outcome per sample of each job, in order; timeouts and retries applied."""
 
-    def score(self, samples: Sequence[Sample], *, step: int | None = None) -> BatchResult:
+    def score(
+        self, samples: Sequence[Sample], *, step: int | None = None, groups: Sequence[Hashable] | None = None
+    ) -> BatchResult:
         """Score every sample with every grader; applies timeouts, retries, error policy,
         the error budget (raising :class:`rft.GraderError`) and the cache.
 
         Args:
             samples: the batch.
             step: the training step, injected into samples that have none.
+            groups: for group graders, a group key per sample (e.g. the prompt id); samples
+                with equal keys are one group. Default: samples with identical prompts
+                (:func:`default_group_keys`). Unused when the set has no group grader.
 
         Raises:
             GraderError: a grader's errors in this batch exceed ``options.error_budget``.
@@ -286,7 +370,18 @@ class Executor(abc.ABC):
         found: list[dict[str, Outcome]] = [{} for _ in range(n)]
         plans: list[tuple[GraderEntry, list[int], list[tuple[int, int]], list[str | None]]] = []
         jobs: list[Job] = []
+        members: list[list[int]] = []
+        if any(e.grader.group for e in self.grader_set):
+            group_keys = list(groups) if groups is not None else default_group_keys(batch)
+            if len(group_keys) != n:
+                raise ValueError(f"score() got {len(group_keys)} group keys for {n} samples; give one per sample")
+            members = group_members(group_keys)
         for entry in self.grader_set:
+            if entry.grader.group:
+                plan, job = self._plan_groups(entry, batch, members, found)
+                plans.append(plan)
+                jobs.append(job)
+                continue
             keys: list[str | None] = self.cache.keys(entry.grader, batch) if self.cache is not None else [None] * n
             first: dict[str, int] = {}
             run: list[int] = []
@@ -329,6 +424,37 @@ class Executor(abc.ABC):
         self._check_budget(batch, result, step)
         return result
 
+    def _plan_groups(
+        self, entry: GraderEntry, batch: list[Sample], members: list[list[int]], found: list[dict[str, Outcome]]
+    ) -> tuple[tuple[GraderEntry, list[int], list[tuple[int, int]], list[str | None]], Job]:
+        """The job of a group grader: whole groups only. A group is a cache hit only when
+        every completion of it is (its keys cover the whole group); an identical group
+        in the same batch shares the one call."""
+        keys: list[str | None] = (
+            self.cache.group_keys(entry.grader, batch, members) if self.cache is not None else [None] * len(batch)
+        )
+        run: list[int] = []
+        job_groups: list[list[int]] = []
+        dups: list[tuple[int, int]] = []
+        first: dict[tuple[str, ...], list[int]] = {}
+        for g in members:
+            gkeys = [keys[i] for i in g]
+            if self.cache is not None and all(k is not None for k in gkeys):
+                hits = [self.cache.get(k) for k in gkeys]
+                if all(h is not None for h in hits):
+                    for i, hit in zip(g, hits):
+                        found[i][entry.id] = hit  # type: ignore[assignment]
+                    continue
+                whole = tuple(k for k in gkeys if k is not None)
+                if whole in first:
+                    dups.extend(zip(g, first[whole]))
+                    continue
+                first[whole] = g
+            job_groups.append(list(range(len(run), len(run) + len(g))))
+            run.extend(g)
+        job = Job(entry, [batch[i] for i in run], self.timeout_for(entry), None, groups=job_groups)
+        return (entry, run, dups, keys), job
+
     def _check_budget(self, samples: Sequence[Sample], result: BatchResult, step: int | None) -> None:
         """Raise GraderError for the first grader whose error share exceeds the budget.
 
@@ -370,11 +496,13 @@ class Executor(abc.ABC):
             err.result = result  # type: ignore[attr-defined]
             raise err
 
-    async def ascore(self, samples: Sequence[Sample], *, step: int | None = None) -> BatchResult:
+    async def ascore(
+        self, samples: Sequence[Sample], *, step: int | None = None, groups: Sequence[Hashable] | None = None
+    ) -> BatchResult:
         """:meth:`score` without blocking the caller's event loop."""
         import asyncio
 
-        return await asyncio.to_thread(self.score, samples, step=step)
+        return await asyncio.to_thread(self.score, samples, step=step, groups=groups)
 
     def close(self) -> None:  # noqa: B027  (optional: an executor without resources keeps this)
         """Release workers / actors."""

@@ -9,6 +9,10 @@ sample — only the inputs it asks for, so a grader that reads ``completion`` an
 Only successful outcomes (``score`` and ``not_applicable``) are stored: an exception,
 a timeout or a lost worker may be transient, so a duplicate of a failed sample is
 graded again rather than inheriting the failure.
+
+A group grader's key covers the whole group: the inputs of every completion of the
+group, in order, and the completion's position in it (:meth:`ResultCache.group_keys`),
+so a group is a hit only when the same group was scored before.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from rft.core import Grader, Outcome, Sample
 
-__all__ = ["ResultCache", "cache_key", "grader_inputs"]
+__all__ = ["ResultCache", "cache_key", "grader_inputs", "group_cache_keys"]
 
 
 def grader_inputs(grader: Grader, sample: Sample) -> dict[str, Any]:
@@ -68,6 +72,19 @@ def cache_key(identity: str, grader: Grader, sample: Sample) -> str | None:
     return hashlib.blake2b(f"{identity}\0{blob}".encode(), digest_size=16).hexdigest()
 
 
+def group_cache_keys(identity: str, grader: Grader, samples: Sequence[Sample]) -> list[str | None]:
+    """One key per completion of one group: a digest of (identity, every member's inputs
+    in order, the member's position); all None when the inputs cannot be serialised."""
+    try:
+        blob = json.dumps(
+            [grader_inputs(grader, s) for s in samples], sort_keys=True, default=_default, ensure_ascii=False
+        )
+    except (TypeError, ValueError):
+        return [None] * len(samples)
+    base = hashlib.blake2b(f"{identity}\0group\0{blob}".encode(), digest_size=16).hexdigest()
+    return [f"{base}:{pos}" for pos in range(len(samples))]
+
+
 class ResultCache:
     """A bounded LRU map from cache keys to outcomes, safe to share between threads.
 
@@ -98,6 +115,23 @@ class ResultCache:
     def keys(self, grader: Grader, samples: Sequence[Sample]) -> list[str | None]:
         ident = self.identity(grader)
         return [cache_key(ident, grader, s) for s in samples]
+
+    def group_keys(
+        self, grader: Grader, samples: Sequence[Sample], groups: Sequence[Sequence[int]]
+    ) -> list[str | None]:
+        """Keys of a group grader for every sample of a batch (see :func:`group_cache_keys`).
+
+        Args:
+            grader: the group grader.
+            samples: the batch.
+            groups: the indices of each group's samples in the batch.
+        """
+        ident = self.identity(grader)
+        keys: list[str | None] = [None] * len(samples)
+        for g in groups:
+            for i, key in zip(g, group_cache_keys(ident, grader, [samples[i] for i in g])):
+                keys[i] = key
+        return keys
 
     def get(self, key: str | None) -> Outcome | None:
         """A copy of the stored outcome marked ``cached``, or None."""

@@ -460,8 +460,9 @@ class RayExecutor(Executor):
                 job = ledger.jobs[task.job]
                 todo = ledger.unfinished(task)
                 logger.warning("grader actor did not answer within %.1f s; killing it", self._budget(job, task) or 0.0)
-                if len(todo) == 1:
-                    ledger.record(task, todo[0], timeout_outcome(job.entry.id, job.timeout or 0.0))
+                if len(todo) == 1 or ledger.is_group(task):  # a group is one call: it timed out as a whole
+                    for p in todo:
+                        ledger.record(task, p, timeout_outcome(job.entry.id, job.timeout or 0.0))
                 else:  # one by one, so the next deadline names the culprit
                     ledger.suspect(task)
                 if gen == self._generation[k]:

@@ -36,6 +36,7 @@ def build_grpo_trainer(
 
     dataset = grpo_dataset(list(examples), tokenizer)
     args = GRPOConfig(**{**trl_args, "reward_weights": bridge.reward_weights})
+    bridge.use_trl_args(args)  # group size and advantage scaling, for group graders and advantage shares
     reward_funcs: list[Any] = list(bridge.reward_funcs())  # callables TRL names by ``__name__``
     return GRPOTrainer(
         model=model,

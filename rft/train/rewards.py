@@ -11,6 +11,20 @@ executor and caches the :class:`~rft.scoring.BatchResult` keyed by the batch; th
 read their column from it. The same call logs grader latency, errors and cache hits
 through TRL's ``log_metric`` and appends the batch to ``rollouts.jsonl``.
 
+Groups: TRL's batch holds ``num_generations`` completions of each prompt, one after
+another. The bridge hands the executor one group key per completion (consecutive
+completions of the same row, ``num_generations`` at most), so a group grader
+(``@rft.grader(group=True)``) gets exactly the completions TRL compares.
+
+Advantage shares: per batch, the bridge computes how much each grader moved the
+advantage — per completion, the grader's weighted deviation from its group mean, scaled
+the way TRL scales (``scale_rewards``, ``multi_objective_aggregation``), summed in absolute
+value and divided by the sum over all graders — and logs it as
+``graders/<id>/advantage_share`` (in [0, 1]; the graders' shares sum to 1 unless no
+grader moved the advantage, then all are 0). :meth:`RewardBridge.use_trl_args` reads the
+settings from the ``GRPOConfig``. With a formula the reward is not a weighted sum and no
+share is logged.
+
 Example (with any executor)::
 
     bridge = RewardBridge(grader_set, executor, rows=[...], rollouts_path="run/rollouts.jsonl")
@@ -22,8 +36,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,10 +49,22 @@ from rft.data import ROW_INDEX, RowFields
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["COMBINED_REWARD", "RewardBridge", "add_completion_ids", "row_is_conversational", "trainer_state_snapshot"]
+__all__ = [
+    "ADVANTAGE_SHARE",
+    "COMBINED_REWARD",
+    "RewardBridge",
+    "add_completion_ids",
+    "advantage_shares",
+    "row_is_conversational",
+    "trainer_state_snapshot",
+]
 
 #: Name of the combined reward function when the grader set has a formula.
 COMBINED_REWARD = "reward"
+#: The metric of each grader's share of the advantage: ``graders/<id>/advantage_share``.
+ADVANTAGE_SHARE = "graders/{id}/advantage_share"
+#: TRL's epsilon in the advantage's denominator.
+_EPS = 1e-4
 _TRL_KWARGS = ("trainer_state", "log_extra", "log_metric", "completion_ids", "environments")
 
 
@@ -84,6 +111,91 @@ def trainer_state_snapshot(state: Any) -> Any:
     values["log_history"] = []
     values["stateful_callbacks"] = {}
     return SimpleNamespace(**values)
+
+
+def _nanmean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _nanstd(values: Sequence[float | None]) -> float:
+    """Sample standard deviation of the known values (TRL's ``nanstd``: Bessel-corrected)."""
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return 0.0
+    mean = sum(known) / len(known)
+    return math.sqrt(sum((v - mean) ** 2 for v in known) / (len(known) - 1))
+
+
+def _scale_name(value: Any) -> str:
+    """TRL's ``scale_rewards`` as a name (``True`` is ``group``, ``False`` is ``none``)."""
+    if value is True:
+        return "group"
+    if value is False:
+        return "none"
+    return str(value)
+
+
+def advantage_shares(
+    scores: Mapping[str, Sequence[float | None]],
+    weights: Mapping[str, float],
+    groups: Sequence[Sequence[int]],
+    *,
+    scale_rewards: str | bool = "group",
+    aggregation: str = "sum_then_normalize",
+) -> dict[str, float]:
+    """Each grader's share of the batch's advantage magnitude, as TRL forms the advantage.
+
+    Per completion ``j`` of group ``g``, grader ``i`` contributes
+    ``w_i · (r_ij − mean_g r_i) / s_j`` to the advantage, where ``s_j`` is what TRL divides
+    by: the std of the summed reward in the group (``scale_rewards: group``) or in the
+    batch (``batch``), 1 for ``none``; with ``multi_objective_aggregation:
+    normalize_then_sum`` each grader's deviation is divided by its own std in the group
+    (the common batch scale cancels). A grader's share is the sum of the absolute values
+    of its contributions over the sum for all graders. A None score (not applicable)
+    contributes nothing; means and stds skip it, as TRL's nan-aware ones do.
+
+    Args:
+        scores: grader id → one score per completion.
+        weights: grader id → weight (graders of weight 0 get share 0).
+        groups: the indices of each group's completions.
+        scale_rewards: TRL's ``scale_rewards`` (``group``/``batch``/``none``, or a bool).
+        aggregation: TRL's ``multi_objective_aggregation``.
+
+    Returns:
+        grader id → share in [0, 1]; all 0 when no grader moved the advantage.
+
+    >>> advantage_shares({"a": [1.0, 0.0], "b": [0.5, 0.5]}, {"a": 1.0, "b": 1.0}, [[0, 1]])
+    {'a': 1.0, 'b': 0.0}
+    """
+    scale = _scale_name(scale_rewards)
+    ids = list(scores)
+    n = max((len(v) for v in scores.values()), default=0)
+    totals = [
+        None
+        if all(scores[i][j] is None for i in ids)
+        else sum(weights.get(i, 1.0) * (scores[i][j] or 0.0) for i in ids if scores[i][j] is not None)
+        for j in range(n)
+    ]
+    denom = [1.0] * n
+    if aggregation == "sum_then_normalize" and scale == "batch":
+        denom = [_nanstd(totals) + _EPS] * n
+    contrib = dict.fromkeys(ids, 0.0)
+    for g in groups:
+        if aggregation == "sum_then_normalize" and scale == "group":
+            sd = _nanstd([totals[j] for j in g]) + _EPS
+            for j in g:
+                denom[j] = sd
+        for i in ids:
+            w = weights.get(i, 1.0)
+            col = [scores[i][j] for j in g]
+            mean = _nanmean(col)
+            if w == 0 or mean is None:
+                continue
+            own = _nanstd(col) + _EPS if aggregation == "normalize_then_sum" else 1.0
+            contrib[i] += sum(abs(w * (v - mean) / own / denom[j]) for j, v in zip(g, col) if v is not None)
+    total = sum(contrib.values())
+    return {i: (c / total if total > 0 else 0.0) for i, c in contrib.items()}
 
 
 class _RewardFunc:
@@ -134,6 +246,20 @@ class RewardBridge:
         self._lock = threading.Lock()
         self._cached: tuple[Any, Any, Any] | None = None  # (prompts obj, completions obj, BatchResult)
         self.batches_scored = 0
+        #: TRL's settings the bridge mirrors (set by :meth:`use_trl_args`)
+        self.num_generations: int | None = None
+        self.scale_rewards: str = "group"
+        self.multi_objective_aggregation: str = "sum_then_normalize"
+
+    def use_trl_args(self, args: Any) -> None:
+        """Read ``num_generations``, ``scale_rewards`` and ``multi_objective_aggregation``
+        from the trainer's ``GRPOConfig`` (or a mapping of its arguments): the size of a
+        group for group graders and how TRL forms the advantage, for the shares."""
+        get = args.get if isinstance(args, Mapping) else (lambda k, d=None: getattr(args, k, d))
+        n = get("num_generations", None)
+        self.num_generations = int(n) if n else None
+        self.scale_rewards = _scale_name(get("scale_rewards", "group"))
+        self.multi_objective_aggregation = str(get("multi_objective_aggregation", "sum_then_normalize"))
 
     # -- what TRL gets -----------------------------------------------------------
     def reward_funcs(self) -> list[_RewardFunc]:
@@ -187,6 +313,40 @@ class RewardBridge:
             )
         return out
 
+    def group_keys(self, samples: Sequence[Sample], kwargs: Mapping[str, Any]) -> list[Hashable]:
+        """One group key per completion: TRL puts the ``num_generations`` completions of a
+        prompt one after another, so a group is a run of consecutive completions of the
+        same row (by ``_rft_row``, else by prompt), cut every ``num_generations``."""
+        rows = kwargs.get(ROW_INDEX)
+        ident: list[Any] = (
+            [int(r) for r in rows]
+            if rows is not None
+            else [json.dumps(s.prompt, sort_keys=True, default=str) for s in samples]
+        )
+        keys: list[Hashable] = []
+        group, size = -1, 0
+        for i, key in enumerate(ident):
+            if i == 0 or key != ident[i - 1] or (self.num_generations and size >= self.num_generations):
+                group, size = group + 1, 0
+            size += 1
+            keys.append(group)
+        return keys
+
+    def _shares(self, result: Any, keys: Sequence[Hashable]) -> dict[str, float]:
+        if self.grader_set.formula or not result.outcomes:
+            return {}
+        members: dict[Hashable, list[int]] = {}
+        for i, key in enumerate(keys):
+            members.setdefault(key, []).append(i)
+        shares = advantage_shares(
+            {e.id: result.scores(e.id) for e in self.grader_set},
+            {e.id: e.weight for e in self.grader_set},
+            list(members.values()),
+            scale_rewards=self.scale_rewards,
+            aggregation=self.multi_objective_aggregation,
+        )
+        return {ADVANTAGE_SHARE.format(id=gid): v for gid, v in shares.items()}
+
     def score_batch(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Any:
         """Score a TRL batch once for every grader; later calls with the same batch hit the cache."""
         with self._lock:
@@ -195,8 +355,13 @@ class RewardBridge:
                 return cached[2]
             samples = self.samples(prompts, completions, kwargs)
             step = samples[0].step if samples else None
+            keys = self.group_keys(samples, kwargs)
             # GraderError (error budget exceeded) propagates and stops training with its message.
-            result = self.executor.score(samples, step=step)
+            if any(e.grader.group for e in self.grader_set):
+                result = self.executor.score(samples, step=step, groups=keys)
+            else:  # any executor-like object keeps working without group support
+                result = self.executor.score(samples, step=step)
+            result.metrics.update(self._shares(result, keys))
             # Keep references to the batch objects: they cannot be reused by another batch while cached.
             self._cached = (prompts, completions, result)
             self.batches_scored += 1
