@@ -74,3 +74,20 @@ def length_bonus(completion: str) -> float:
     """Rewards long answers: gameable by padding."""
     return min(1.0, len(completion) / 500)
 '''
+
+
+#: An OpenAI tool and a reference call to it (the tool_call grader's tests).
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+REF_CALL = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}

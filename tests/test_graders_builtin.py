@@ -7,25 +7,11 @@ import pickle
 import sys
 
 import pytest
+from helpers import REF_CALL, TOOLS
 
 from rft.core import Grader, Outcome, OutcomeKind, Sample
 from rft.core.errors import ConfigError
 from rft.plugins import get_plugin_manager, get_registry
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
-                "required": ["city"],
-            },
-        },
-    }
-]
-REF_CALL = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}
 
 
 @pytest.fixture(scope="module")

@@ -8,26 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import REF_CALL, TOOLS
 
 from rft.core import Grader, OutcomeKind, Sample
 from rft.core.errors import ConfigError
 from rft.core.parsing import bfcl_call, reference_tool_calls
 from rft.plugins import get_plugin_manager, get_registry
-
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
-                "required": ["city"],
-            },
-        },
-    }
-]
-REF_CALL = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}
 
 # BFCL-shaped: function descriptions with BFCL's types, and a possible-answer entry as shipped
 FUNCTIONS = [

@@ -393,10 +393,7 @@ class Grader:
                 result = self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
                 return _errors(self.name, err, len(samples), time.perf_counter() - t0)
-            outs = self._validate_batch(result, len(samples))
-            log.apply(outs)
-            _spread_latency(outs, time.perf_counter() - t0)
-            return outs
+            return self._batch_outcomes(result, len(samples), log, t0)
         outs = []
         for s in samples:
             t0 = time.perf_counter()
@@ -407,6 +404,13 @@ class Grader:
                 out = _errors(self.name, err, 1, 0.0)[0]
             out.latency_s = time.perf_counter() - t0
             outs.append(out)
+        return outs
+
+    def _batch_outcomes(self, result: Any, n: int, log: MetricLog, t0: float) -> list[Outcome]:
+        """Outcomes of one batched (or group) call: validated, with logged metrics and shared latency."""
+        outs = self._validate_batch(result, n)
+        log.apply(outs)
+        _spread_latency(outs, time.perf_counter() - t0)
         return outs
 
     async def agrade(self, samples: Sequence[Sample]) -> list[Outcome]:
@@ -420,10 +424,7 @@ class Grader:
                 result = await self.fn(**self._batch_call_kwargs(samples, log))
             except Exception as err:
                 return _errors(self.name, err, len(samples), time.perf_counter() - t0)
-            outs = self._validate_batch(result, len(samples))
-            log.apply(outs)
-            _spread_latency(outs, time.perf_counter() - t0)
-            return outs
+            return self._batch_outcomes(result, len(samples), log, t0)
 
         async def one(s: Sample) -> Outcome:
             t0 = time.perf_counter()

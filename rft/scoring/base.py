@@ -262,18 +262,23 @@ class Ledger:
         i = task.idx[culprit]
         self.crashes[task.job][i] += 1
         if self.crashes[task.job][i] > entry.retries:
-            out = Outcome.failure(
-                OutcomeKind.INFRASTRUCTURE,
-                f"grader {entry.id!r}: {error}; gave up after {entry.retries} "
-                f"retr{'y' if entry.retries == 1 else 'ies'} (set `retries:` on the grader to change)",
-            )
-            out.attempts = self.sends[task.job][i]
-            self.results[task.job][i] = out
-            self._open -= 1
+            self._give_up(task.job, i, f"grader {entry.id!r}: {error}")
             logger.warning("dropped a sample of grader %r: %s", entry.id, error)
         else:
             self.requeue(task, [culprit], exclusive=True)
         self.requeue(task, [p for p in todo if p != culprit])
+
+    def _give_up(self, job: int, i: int, what: str) -> None:
+        """Sample ``i`` of ``job`` used up its retries: it becomes an ``infrastructure`` outcome."""
+        retries = self.jobs[job].entry.retries
+        out = Outcome.failure(
+            OutcomeKind.INFRASTRUCTURE,
+            f"{what}; gave up after {retries} retr{'y' if retries == 1 else 'ies'} "
+            "(set `retries:` on the grader to change)",
+        )
+        out.attempts = self.sends[job][i]
+        self.results[job][i] = out
+        self._open -= 1
 
     def _group_crashed(self, task: Task, todo: list[int], error: str) -> None:
         """A group's worker died: the group as a whole is the culprit."""
@@ -285,15 +290,11 @@ class Ledger:
             self.requeue(task, todo, exclusive=True)
             return
         for p in todo:
-            i = task.idx[p]
-            out = Outcome.failure(
-                OutcomeKind.INFRASTRUCTURE,
-                f"grader {entry.id!r} (a group grader, {len(todo)} completions of one group): {error}; gave up after "
-                f"{entry.retries} retr{'y' if entry.retries == 1 else 'ies'} (set `retries:` on the grader to change)",
+            self._give_up(
+                task.job,
+                task.idx[p],
+                f"grader {entry.id!r} (a group grader, {len(todo)} completions of one group): {error}",
             )
-            out.attempts = self.sends[task.job][i]
-            self.results[task.job][i] = out
-            self._open -= 1
         logger.warning("dropped a group of %d samples of grader %r: %s", len(todo), entry.id, error)
 
     def outcomes(self) -> list[list[Outcome]]:

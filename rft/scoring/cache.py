@@ -39,18 +39,7 @@ def grader_inputs(grader: Grader, sample: Sample) -> dict[str, Any]:
     >>> grader_inputs(g, Sample("4", {"answer": "4", "id": 7}))
     {'completion': '4', 'answer': '4'}
     """
-    if grader.trl_style or grader.reward_kit_style:  # TRL / reward-kit functions: what they are passed
-        return grader.call_inputs(sample)
-    names = [n for n in grader.inputs if n not in grader.bound]
-    out: dict[str, Any] = {}
-    for name in names:
-        try:
-            out[name] = sample.resolve(name)
-        except KeyError:
-            continue
-    if grader.var_kwargs:
-        out["item"] = sample.item
-    return out
+    return grader.call_inputs(sample)
 
 
 def _default(o: Any) -> Any:
