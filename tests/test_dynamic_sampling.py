@@ -154,7 +154,7 @@ def tiny_model(tmp_path_factory) -> Path:
     return create_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
-def _run(tmp: Path, model: Path, grader: str, max_rounds: int) -> Path:
+def _run(tmp: Path, model: Path, grader: str, max_rounds: int, curriculum: dict | None = None) -> Path:
     plugin = tmp / "signal_graders.py"
     plugin.write_text(GRADERS_PY)
     cfg = tiny_config(
@@ -167,6 +167,8 @@ def _run(tmp: Path, model: Path, grader: str, max_rounds: int) -> Path:
     del cfg["stages"]["sft"]
     cfg["stages"]["rft"]["trl"].update(max_steps=STEPS, save_steps=STEPS)
     cfg["stages"]["rft"]["dynamic_sampling"] = {"enabled": True, "max_rounds": max_rounds}
+    if curriculum is not None:
+        cfg["stages"]["rft"]["curriculum"] = curriculum
     res = CliRunner().invoke(app, ["train", str(write_config(tmp, cfg)), "--no-progress"])
     assert res.exit_code == 0, res.output + repr(res.exception)
     return tmp / "run"
@@ -226,3 +228,18 @@ def test_informative_groups_from_fresh_prompts_replace_zero_variance_ones(tmp_pa
     assert total_rounds > STEPS
     # and a batch was merged from several rounds: more rounds, yet informative groups in it
     assert any(r["dynamic_sampling/rounds"] > 1 and r["dynamic_sampling/batch_informative_share"] > 0 for r in recs)
+
+
+@pytest.mark.slow
+def test_with_the_curriculum_every_round_is_recorded_and_saved(tmp_path, tiny_model):
+    import json
+
+    run = _run(tmp_path, tiny_model, "constant", max_rounds=2, curriculum={"enabled": True, "retire_after": 100})
+    state = json.loads((run / "rft" / "checkpoints" / f"checkpoint-{STEPS}" / "rft-sampling.json").read_text())
+    # `constant` scores 1.0 = eval.pass_threshold: every completion of every round passes and is recorded
+    attempts = sum(p["attempts"] for p in state["curriculum"]["prompts"].values())
+    assert attempts == state["dynamic_sampling"]["generations"] == 2 * PROMPTS * GENS * STEPS
+    # fresh prompts avoid the batch's own prompts: no prompt twice in one step
+    for step in range(STEPS):
+        prompts = [r["prompt"][-1]["content"] for r in read_jsonl(run / "rollouts.jsonl") if r["step"] == step]
+        assert len(set(prompts)) == len(prompts) // GENS
