@@ -20,6 +20,11 @@ Metrics (``dynamic_sampling/*``, ``curriculum/*``) go into TRL's metrics of the 
 reach ``metrics.jsonl`` through the same ``on_log`` path as TRL's own.
 
 Both features need one training process (world size 1): the groups of a batch must all be on it.
+Advantages stay TRL's, computed per generation round: with ``scale_rewards: group`` (TRL's
+default) a group's advantages do not depend on the other groups, so merging rounds changes
+nothing; with ``scale_rewards: batch`` or ``multi_objective_aggregation: normalize_then_sum``
+each round is normalised over its own groups. TRL's per-step ``reward`` and
+``frac_reward_zero_std`` average every round's completions, the dropped groups included.
 """
 
 from __future__ import annotations
