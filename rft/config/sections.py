@@ -16,7 +16,9 @@ from typing import Any
 from rft.config.fields import Section, setting
 
 __all__ = [
+    "CurriculumSettings",
     "DataConfig",
+    "DynamicSamplingSettings",
     "EvalConfig",
     "GraderPoolSettings",
     "LoraSettings",
@@ -119,6 +121,73 @@ class SFTStage(Section):
 
 
 @dataclass
+class DynamicSamplingSettings(Section):
+    """Dynamic sampling of the GRPO stage (``stages.rft.dynamic_sampling``; DAPO's filter-groups idea).
+
+    >>> DynamicSamplingSettings(enabled=True).max_rounds
+    3
+    """
+
+    KEY = "stages.rft.dynamic_sampling"
+
+    enabled: bool = setting(
+        False,
+        help=(
+            "Drop the prompt groups whose completions all got the same reward (they teach GRPO nothing) and "
+            "generate groups for fresh prompts instead, until the batch holds only informative groups or "
+            "`max_rounds` is reached."
+        ),
+    )
+    max_rounds: int = setting(
+        3,
+        help=(
+            "Generation rounds per batch at most, the first included (1 filters nothing). When the rounds run "
+            "out, the batch is filled up with the uninformative groups of the first round."
+        ),
+        minimum=1,
+    )
+
+
+@dataclass
+class CurriculumSettings(Section):
+    """The pass-rate curriculum of the GRPO stage (``stages.rft.curriculum``).
+
+    A completion passes when its combined reward is at least ``eval.pass_threshold``.
+
+    >>> CurriculumSettings(enabled=True).retire_after
+    8
+    """
+
+    KEY = "stages.rft.curriculum"
+
+    enabled: bool = setting(
+        False,
+        help=(
+            "Sample training prompts by their running pass rate (a completion passes when its combined reward "
+            "is >= eval.pass_threshold): prompts solved every time are retired, prompts never solved are sampled "
+            "less. The state is saved in each checkpoint and restored by --resume."
+        ),
+    )
+    retire_after: int = setting(
+        8,
+        help="A prompt whose last N completions in a row all passed is retired: it is not sampled again.",
+        minimum=1,
+    )
+    never_solved_weight: float = setting(
+        0.25,
+        help=(
+            "Sampling weight of a prompt that was tried and never passed (others weigh 1, retired ones 0); "
+            "0 stops sampling it after its first group."
+        ),
+        minimum=0,
+        maximum=1,
+    )
+    window: int = setting(
+        16, help="Completions per prompt that the running pass rate (logged, saved) is computed over.", minimum=1
+    )
+
+
+@dataclass
 class RFTStage(Section):
     """The GRPO stage (``stages.rft``); ``trl`` goes to ``trl.GRPOConfig``."""
 
@@ -129,6 +198,14 @@ class RFTStage(Section):
     temperature: float = setting(1.0, help="Sampling temperature of rollouts.", exclusiveMinimum=0)
     top_p: float = setting(1.0, help="Nucleus sampling of rollouts.", exclusiveMinimum=0, maximum=1)
     max_completion_length: int = setting(64, help="Maximum new tokens per rollout.", minimum=1)
+    dynamic_sampling: DynamicSamplingSettings = setting(
+        help="Replace zero-variance prompt groups by fresh prompts' groups (DAPO's filter groups).",
+        factory=DynamicSamplingSettings,
+    )
+    curriculum: CurriculumSettings = setting(
+        help="Pass-rate curriculum: retire prompts solved every time, sample never-solved ones less.",
+        factory=CurriculumSettings,
+    )
     trl: dict[str, Any] = setting(
         help="Passed to trl.GRPOConfig (max_steps, learning_rate, beta, loss_type, …).", factory=dict
     )
@@ -314,6 +391,8 @@ SECTIONS: tuple[type[Section], ...] = (
     DataConfig,
     LoraSettings,
     SFTStage,
+    DynamicSamplingSettings,
+    CurriculumSettings,
     RFTStage,
     EvalConfig,
     ScoringOptions,

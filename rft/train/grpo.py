@@ -1,4 +1,8 @@
-"""The RFT stage: TRL's GRPOTrainer with LoRA, rewards from the grader set."""
+"""The RFT stage: TRL's GRPOTrainer with LoRA, rewards from the grader set.
+
+The trainer is :class:`rft.train.trainer.RFTGRPOTrainer` (``trl.GRPOTrainer`` plus dynamic
+sampling and the pass-rate curriculum; with both off it behaves as TRL's own).
+"""
 
 from __future__ import annotations
 
@@ -23,22 +27,31 @@ def build_grpo_trainer(
     trl_args: dict[str, Any],
     lora: Any = None,
     callbacks: Sequence[Any] = (),
+    dynamic_sampling: Any = None,
+    curriculum: Any = None,
+    pass_threshold: float = 1.0,
 ) -> Any:
-    """A ``trl.GRPOTrainer`` with one reward function per grader.
+    """A GRPO trainer with one reward function per grader.
 
     Args:
         model: a plain model (a fresh LoRA from ``lora`` is added) or a ``PeftModel`` whose
             adapter is trainable (the SFT adapter, continued; ``lora`` must be None).
         bridge: the :class:`RewardBridge` over the grader set and executor.
         trl_args: keyword arguments for ``trl.GRPOConfig`` (:meth:`rft.config.run.RunConfig.rft_trl_args`).
+        dynamic_sampling: ``stages.rft.dynamic_sampling`` (:class:`rft.config.sections.DynamicSamplingSettings`).
+        curriculum: ``stages.rft.curriculum`` (:class:`rft.config.sections.CurriculumSettings`).
+        pass_threshold: a completion passes (for the curriculum) when its combined reward is
+            >= this; the pipeline passes ``eval.pass_threshold``.
     """
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
+
+    from rft.train.trainer import RFTGRPOTrainer
 
     dataset = grpo_dataset(list(examples), tokenizer)
     args = GRPOConfig(**{**trl_args, "reward_weights": bridge.reward_weights})
     bridge.use_trl_args(args)  # group size and advantage scaling, for group graders and advantage shares
     reward_funcs: list[Any] = list(bridge.reward_funcs())  # callables TRL names by ``__name__``
-    return GRPOTrainer(
+    return RFTGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=args,
@@ -46,4 +59,7 @@ def build_grpo_trainer(
         processing_class=tokenizer,
         peft_config=lora.to_peft() if lora is not None else None,
         callbacks=list(callbacks),
+        dynamic_sampling=dynamic_sampling,
+        curriculum=curriculum,
+        pass_threshold=pass_threshold,
     )

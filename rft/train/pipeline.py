@@ -353,6 +353,15 @@ def run_training(
             elif rft_runner is not None:  # learners on a Ray cluster (rft.cluster.learners), same files
                 from rft.train.callbacks import last_complete_checkpoint
 
+                for key in ("dynamic_sampling", "curriculum"):
+                    if getattr(cfg.rft, key).enabled:
+                        raise ConfigError(
+                            f"stages.rft.{key} is not supported on Ray Train learners yet; set "
+                            f"stages.rft.{key}.enabled: false or train without scaling/--address",
+                            file=cfg.source,
+                            key=f"stages.rft.{key}",
+                        )
+
                 ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
                 step = int(ckpt.name.rsplit("-", 1)[1]) if ckpt is not None else 0
                 _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft" or r.get("step", 0) <= step)
@@ -384,6 +393,9 @@ def run_training(
                     bridge,
                     trl_args={**cfg.rft_trl_args(paths.checkpoints("rft")), "disable_tqdm": not progress},
                     lora=lora,
+                    dynamic_sampling=cfg.rft.dynamic_sampling,
+                    curriculum=cfg.rft.curriculum,
+                    pass_threshold=cfg.eval.pass_threshold,
                     callbacks=[
                         CheckpointMarker(),
                         MetricsWriter(paths.metrics, "rft", echo=say),
