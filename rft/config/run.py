@@ -31,6 +31,7 @@ from rft.config.fields import build_section, setting
 from rft.config.sections import (
     DataConfig,
     EvalConfig,
+    GuardSettings,
     LoraSettings,
     ModelSpec,
     RFTStage,
@@ -42,7 +43,7 @@ from rft.core.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGES_HELP", "RunConfig", "cpu_safe_defaults", "load_config", "parse_config"]
+__all__ = ["DEFAULT_CHECKPOINT_MINUTES", "STAGES_HELP", "RunConfig", "cpu_safe_defaults", "load_config", "parse_config"]
 
 #: TRL arguments rftkit sets itself; setting them under ``trl:`` is an error naming the right key.
 _MANAGED_TRL_KEYS = {
@@ -55,6 +56,9 @@ _MANAGED_TRL_KEYS = {
     "reward_weights": "the graders' `weight:` fields",
     "resume_from_checkpoint": "`rft train --resume RUN`",
 }
+
+#: Default time-based checkpoint cadence of a stage, in minutes of training (``checkpoint_minutes``).
+DEFAULT_CHECKPOINT_MINUTES = 2.0
 
 #: Help text of the ``stages:`` mapping, which holds the two stage fields of :class:`RunConfig`.
 STAGES_HELP = "Training stages, run in the order sft then rft; either may be alone."
@@ -108,6 +112,24 @@ class RunConfig:
     base_dir: Path = setting(Path("."), help="The directory relative input paths resolve against.", key=False)
     raw: dict[str, Any] = setting(
         help="The config as written (after validation), for config.resolved.yaml.", factory=dict, key=False
+    )
+    guard: GuardSettings | None = setting(
+        None,
+        help=(
+            "The reward-hacking guard during RFT: alarms when training reward rises while held-out quality falls, "
+            "when completion length drifts, or when `audit: true` graders fall while the trained reward rises; "
+            "each alarm is a record in metrics.jsonl and a marked point in the report. Absent: no guard; "
+            "`guard: {}` enables it with the defaults (action warn)."
+        ),
+    )
+    checkpoint_minutes: float | None = setting(
+        DEFAULT_CHECKPOINT_MINUTES,
+        help=(
+            "Save a checkpoint at least every this many minutes of training in each stage, so a killed run "
+            "resumed with --resume loses minutes, not the stage. A stage whose `trl:` sets save_steps or "
+            "save_strategy uses only those unless this key is set too; null: only TRL's save_steps."
+        ),
+        exclusiveMinimum=0,
     )
     scaling: ScalingSettings | None = setting(
         None,
@@ -179,6 +201,25 @@ class RunConfig:
         args.update(r.trl)
         return args
 
+    def stage_checkpoint_minutes(self, stage: str) -> float | None:
+        """The time-based checkpoint cadence of ``stage`` (``sft`` or ``rft``), or None.
+
+        ``checkpoint_minutes`` applies unless the stage's ``trl:`` chooses its own cadence
+        (``save_steps`` or ``save_strategy``) and the config does not name ``checkpoint_minutes``.
+
+        >>> cfg = parse_config({"model": "tiny", "data": {"train": "t.jsonl"}, "graders": ["exact_match"],
+        ...                     "stages": {"rft": {"trl": {"save_steps": 10}}}}, check_trl=False)
+        >>> cfg.stage_checkpoint_minutes("rft") is None, cfg.checkpoint_minutes
+        (True, 2.0)
+        """
+        section = self.sft if stage == "sft" else self.rft
+        trl_map = section.trl if section is not None else {}
+        if self.checkpoint_minutes is None or str(trl_map.get("save_strategy", "steps")) == "no":
+            return None
+        if ("save_steps" in trl_map or "save_strategy" in trl_map) and "checkpoint_minutes" not in self.raw:
+            return None
+        return self.checkpoint_minutes
+
     def to_dict(self) -> dict[str, Any]:
         """The config with every default filled in (written as ``config.resolved.yaml``)."""
         out: dict[str, Any] = {
@@ -196,6 +237,9 @@ class RunConfig:
             out["stages"]["sft"] = _plain(dataclasses.asdict(self.sft))
         if self.rft is not None:
             out["stages"]["rft"] = _plain(dataclasses.asdict(self.rft))
+        if self.guard is not None:
+            out["guard"] = _plain(dataclasses.asdict(self.guard))
+        out["checkpoint_minutes"] = self.checkpoint_minutes
         if self.scaling is not None:
             out["scaling"] = _plain(dataclasses.asdict(self.scaling))
         if self.source:
@@ -359,6 +403,8 @@ def parse_config(
         source=source,
         base_dir=Path(base_dir),
         raw=raw,
+        guard=build_section(GuardSettings, raw["guard"] or {}) if "guard" in raw else None,
+        checkpoint_minutes=raw.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES),
         scaling=build_section(ScalingSettings, raw["scaling"]) if "scaling" in raw else None,
     )
     cfg.data.train = cfg.resolve_path(cfg.data.train)
@@ -366,7 +412,28 @@ def parse_config(
         cfg.data.eval = cfg.resolve_path(cfg.data.eval)
     if cfg.rft is not None:
         _check_rft_batch(cfg, cfg.rft, where)
+    _check_guard(cfg, where)
     return cfg
+
+
+def _check_guard(cfg: RunConfig, where: Any) -> None:
+    """The in-run eval and guard keys that only make sense together."""
+    if cfg.eval.every_steps is not None and not cfg.eval.enabled:
+        raise ConfigError(
+            "eval.every_steps evaluates held-out rows during RFT, but eval.enabled is false; "
+            "set eval.enabled: true or drop eval.every_steps",
+            file=where("eval", "every_steps"),
+            key="eval.every_steps",
+        )
+    if cfg.guard is None:
+        return
+    if cfg.guard.action == "rollback" and cfg.eval.every_steps is None:
+        raise ConfigError(
+            "guard.action rollback makes adapter/ the best held-out adapter, which needs held-out evaluations "
+            "during RFT; set eval.every_steps (e.g. 5), or use action warn or stop",
+            file=where("guard", "action"),
+            key="guard.action",
+        )
 
 
 def _check_rft_batch(cfg: RunConfig, stage: RFTStage, where: Any) -> None:
