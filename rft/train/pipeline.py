@@ -457,14 +457,16 @@ def run_training(
             done = _read_json(paths.done("rft"), {})
             final_adapter_src = paths.stage_adapter("rft")
             if done.get("final_adapter") == "adapter-best" and paths.adapter_best.is_dir():
-                final_adapter_src = paths.adapter_best
-                best = _read_json(paths.adapter_best / "rft-best.json", {})
+                from rft.train.callbacks import BEST_META
+
+                final_adapter_src, model = paths.adapter_best, None  # the final eval is adapter-best's
+                best = _read_json(paths.adapter_best / BEST_META, {})
                 say(f"rft: guard rollback: adapter/ is adapter-best/ (step {best.get('step')})")
                 if "rft" not in results and best.get("summary"):
                     record_eval("rft", {**best["summary"], "adapter": "adapter-best", "step": best.get("step")})
             if do_eval and "rft" not in results:
                 if model is None:
-                    model = _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("rft"), trainable=False)
+                    model = _load_adapter(plan.model, cfg.model.dtype, final_adapter_src, trainable=False)
                 run_eval("rft", model, tokenizer)
 
     tmp = paths.root / "adapter.tmp"
