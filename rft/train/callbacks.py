@@ -292,9 +292,10 @@ class GuardCallback(TrainerCallback):
         for alarm in alarms:
             _append_jsonl(self.metrics_path, alarm.to_record())
             line = f"guard alarm ({alarm.kind}) at rft step {alarm.step}, action {alarm.action}: {alarm.message}"
-            logger.warning("%s", line)
             if self.echo is not None:
                 self.echo(line)
+            else:
+                logger.warning("%s", line)
             if alarm.action in ("stop", "rollback") and self.stopped is None:
                 self.stopped = alarm
             if alarm.action in ("stop", "rollback"):

@@ -94,11 +94,14 @@ def alarms(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _mark_alarms(ax: Any, found: list[dict[str, Any]]) -> None:
-    for i, a in enumerate(found):
-        ax.axvline(int(a["step"]), color="red", linestyle=":", linewidth=1.2, label="guard alarm" if i == 0 else None)
+    by_step: dict[int, list[str]] = defaultdict(list)
+    for a in found:
+        by_step[int(a["step"])].append(str(a["guard/alarm"]))
+    for i, (step, kinds) in enumerate(sorted(by_step.items())):
+        ax.axvline(step, color="red", linestyle=":", linewidth=1.2, label="guard alarm" if i == 0 else None)
         ax.annotate(
-            str(a["guard/alarm"]),
-            (int(a["step"]), 1.0),
+            ", ".join(kinds),
+            (step, 1.0),
             xycoords=("data", "axes fraction"),
             rotation=90,
             va="top",
