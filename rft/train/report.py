@@ -22,7 +22,15 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["alarms", "heldout_curve", "informative_share", "read_jsonl", "reward_curves", "write_report"]
+__all__ = [
+    "advantage_shares",
+    "alarms",
+    "heldout_curve",
+    "informative_share",
+    "read_jsonl",
+    "reward_curves",
+    "write_report",
+]
 
 _PHASES = ("base", "sft", "rft")
 
@@ -269,6 +277,7 @@ def write_report(run_dir: str | Path) -> Path:
             lines.append(f"| {name} | {_fmt(pts[0][1])} | {_fmt(pts[-1][1])} |")
         lines.append("")
     lines += _signal_section(run_dir, metrics)
+    lines += _advantage_section(metrics)
     step_times = [r["step_time_s"] for r in metrics if r.get("stage") == "rft" and r.get("step_time_s")]
     if step_times:
         lines += [
@@ -339,3 +348,29 @@ def _signal_section(run_dir: Path, metrics: list[dict[str, Any]]) -> list[str]:
                 "",
             ]
     return lines
+
+
+def advantage_shares(metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """Per grader, the mean over RFT steps of ``graders/<id>/advantage_share`` (when the run logs it).
+
+    >>> advantage_shares([{"stage": "rft", "step": 1, "graders/a/advantage_share": 0.75},
+    ...                   {"stage": "rft", "step": 2, "graders/a/advantage_share": 0.25}])
+    {'a': 0.5}
+    """
+    values: dict[str, list[float]] = defaultdict(list)
+    for r in metrics:
+        if r.get("stage") != "rft":
+            continue
+        for key, value in r.items():
+            if key.startswith("graders/") and key.endswith("/advantage_share") and value is not None:
+                values[key[len("graders/") : -len("/advantage_share")]].append(float(value))
+    return {k: sum(v) / len(v) for k, v in sorted(values.items())}
+
+
+def _advantage_section(metrics: list[dict[str, Any]]) -> list[str]:
+    shares = advantage_shares(metrics)
+    if not shares:
+        return []
+    lines = ["## Contribution to the advantage", "", "| grader | mean share |", "|---|---|"]
+    lines += [f"| {g} | {_fmt(v)} |" for g, v in shares.items()]
+    return lines + [""]
