@@ -233,7 +233,16 @@ def test_report_plots_train_vs_heldout_with_informative_share_and_alarms(tmp_pat
 
     recs: list[dict[str, Any]] = [{"stage": "rft", "step": 0, "eval/quality": 0.5, "eval/best_by": "pass_rate"}]
     for step in range(1, 7):
-        recs.append({"stage": "rft", "step": step, "loss": 0.0, "reward": 0.1 * step, "signal/informative_share": 0.5})
+        recs.append(
+            {
+                "stage": "rft",
+                "step": step,
+                "loss": 0.0,
+                "reward": 0.1 * step,
+                "signal/informative_share": 0.5,
+                "graders/length/advantage_share": 0.8,
+            }
+        )
         if step % 2 == 0:
             recs.append({"stage": "rft", "step": step, "eval/quality": 0.5 - 0.1 * step, "eval/best_by": "pass_rate"})
     alarm = Guard(GuardSettings(checks=["length"], train_window=1, action="rollback"))
@@ -246,6 +255,7 @@ def test_report_plots_train_vs_heldout_with_informative_share_and_alarms(tmp_pat
     assert "| 4 | length | rollback |" in report
     assert "`signal/informative_share`" in report  # the dynamic-sampling key wins over TRL's
     assert "step 0: 0.500, step 2: 0.300, step 4: 0.100" in report  # the held-out points, listed
+    assert "| length | 0.800 |" in report  # per-grader contribution to the advantage, when logged
 
 
 # ---------------------------------------------------------------------------
