@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rft.config.run import STAGES_HELP, RunConfig, cpu_safe_defaults, load_config, parse_config
+from rft.config.run import STAGES_HELP, RunConfig, load_config, parse_config
 from rft.config.sections import (
     SECTIONS,
     DataConfig,
@@ -26,6 +26,7 @@ from rft.config.sections import (
     ScoringOptions,
     SFTStage,
 )
+from rft.config.trl import cpu_safe_defaults
 
 __all__ = [
     "SECTIONS",

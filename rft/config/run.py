@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from rft.config.fields import build_section, setting
 from rft.config.sections import (
     DataConfig,
     EvalConfig,
+    GuardSettings,
     LoraSettings,
     ModelSpec,
     RFTStage,
@@ -38,31 +38,16 @@ from rft.config.sections import (
     ScoringOptions,
     SFTStage,
 )
+from rft.config.trl import check_reward_options, check_trl_keys, cpu_safe_defaults
 from rft.core.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGES_HELP", "RunConfig", "cpu_safe_defaults", "load_config", "parse_config"]
+__all__ = ["DEFAULT_CHECKPOINT_MINUTES", "STAGES_HELP", "RunConfig", "load_config", "parse_config"]
 
-#: TRL arguments rftkit sets itself; setting them under ``trl:`` is an error naming the right key.
-_MANAGED_TRL_KEYS = {
-    "output_dir": "output_dir (top level)",
-    "seed": "seed (top level)",
-    "num_generations": "stages.rft.num_generations",
-    "temperature": "stages.rft.temperature",
-    "top_p": "stages.rft.top_p",
-    "max_completion_length": "stages.rft.max_completion_length",
-    "reward_weights": "the graders' `weight:` fields",
-    "resume_from_checkpoint": "`rft train --resume RUN`",
-}
 
-#: TRL's multi-objective reward options (``stages.rft.trl``), passed through to ``GRPOConfig``
-#: as they are; their values are checked here so a typo fails at load, naming the line, not
-#: at the first training step. ``scale_rewards`` also takes ``true``/``false``.
-REWARD_OPTIONS: dict[str, tuple[Any, ...]] = {
-    "multi_objective_aggregation": ("sum_then_normalize", "normalize_then_sum"),
-    "scale_rewards": ("group", "batch", "none", True, False),
-}
+#: Default time-based checkpoint cadence of a stage, in minutes of training (``checkpoint_minutes``).
+DEFAULT_CHECKPOINT_MINUTES = 2.0
 
 #: Help text of the ``stages:`` mapping, which holds the two stage fields of :class:`RunConfig`.
 STAGES_HELP = "Training stages, run in the order sft then rft; either may be alone."
@@ -116,6 +101,24 @@ class RunConfig:
     base_dir: Path = setting(Path("."), help="The directory relative input paths resolve against.", key=False)
     raw: dict[str, Any] = setting(
         help="The config as written (after validation), for config.resolved.yaml.", factory=dict, key=False
+    )
+    guard: GuardSettings | None = setting(
+        None,
+        help=(
+            "The reward-hacking guard during RFT: alarms when training reward rises while held-out quality falls, "
+            "when completion length drifts, or when `audit: true` graders fall while the trained reward rises; "
+            "each alarm is a record in metrics.jsonl and a marked point in the report. Absent: no guard; "
+            "`guard: {}` enables it with the defaults (action warn)."
+        ),
+    )
+    checkpoint_minutes: float | None = setting(
+        DEFAULT_CHECKPOINT_MINUTES,
+        help=(
+            "Save a checkpoint at least every this many minutes of training in each stage, so a killed run "
+            "resumed with --resume loses minutes, not the stage. A stage whose `trl:` sets save_steps or "
+            "save_strategy uses only those unless this key is set too; null: only TRL's save_steps."
+        ),
+        exclusiveMinimum=0,
     )
     scaling: ScalingSettings | None = setting(
         None,
@@ -187,6 +190,25 @@ class RunConfig:
         args.update(r.trl)
         return args
 
+    def stage_checkpoint_minutes(self, stage: str) -> float | None:
+        """The time-based checkpoint cadence of ``stage`` (``sft`` or ``rft``), or None.
+
+        ``checkpoint_minutes`` applies unless the stage's ``trl:`` chooses its own cadence
+        (``save_steps`` or ``save_strategy``) and the config does not name ``checkpoint_minutes``.
+
+        >>> cfg = parse_config({"model": "tiny", "data": {"train": "t.jsonl"}, "graders": ["exact_match"],
+        ...                     "stages": {"rft": {"trl": {"save_steps": 10}}}}, check_trl=False)
+        >>> cfg.stage_checkpoint_minutes("rft") is None, cfg.checkpoint_minutes
+        (True, 2.0)
+        """
+        section = self.sft if stage == "sft" else self.rft
+        trl_map = section.trl if section is not None else {}
+        if self.checkpoint_minutes is None or str(trl_map.get("save_strategy", "steps")) == "no":
+            return None
+        if ("save_steps" in trl_map or "save_strategy" in trl_map) and "checkpoint_minutes" not in self.raw:
+            return None
+        return self.checkpoint_minutes
+
     def to_dict(self) -> dict[str, Any]:
         """The config with every default filled in (written as ``config.resolved.yaml``)."""
         out: dict[str, Any] = {
@@ -204,6 +226,9 @@ class RunConfig:
             out["stages"]["sft"] = _plain(dataclasses.asdict(self.sft))
         if self.rft is not None:
             out["stages"]["rft"] = _plain(dataclasses.asdict(self.rft))
+        if self.guard is not None:
+            out["guard"] = _plain(dataclasses.asdict(self.guard))
+        out["checkpoint_minutes"] = self.checkpoint_minutes
         if self.scaling is not None:
             out["scaling"] = _plain(dataclasses.asdict(self.scaling))
         if self.source:
@@ -219,52 +244,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-
-
-def cpu_safe_defaults(*, learning_rate: float) -> dict[str, Any]:
-    """TRL arguments that work on a CPU-only machine and on a GPU.
-
-    TRL's own defaults assume a GPU (``bf16=True``, ``gradient_checkpointing=True``) and
-    full fine-tuning (``learning_rate=1e-6``, far too low for LoRA). These are explicit.
-
-    >>> cpu_safe_defaults(learning_rate=2e-4)["activation_checkpointing"]
-    False
-    """
-    cuda = _cuda_bf16()
-    return {
-        "learning_rate": learning_rate,
-        "bf16": cuda,
-        "fp16": False,
-        "activation_checkpointing": False,  # transformers 5 name of gradient_checkpointing
-        "use_cpu": not _cuda_available(),
-        "report_to": "none",
-        "dataloader_num_workers": 0,
-        "logging_steps": 1,
-        "save_strategy": "steps",
-        "save_steps": 50,
-        "save_total_limit": 2,
-        "per_device_train_batch_size": 4,
-        "gradient_accumulation_steps": 1,
-        "lr_scheduler_type": "constant",
-        "warmup_steps": 0,
-        "max_steps": 20,
-    }
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def _cuda_bf16() -> bool:
-    if not _cuda_available():
-        return False
-    import torch
-
-    return bool(torch.cuda.is_bf16_supported())
 
 
 # ---------------------------------------------------------------------------
@@ -352,8 +331,8 @@ def parse_config(
     if check_trl:
         for stage, trl_cls in (("sft", "SFTConfig"), ("rft", "GRPOConfig")):
             trl_map = (stages.get(stage) or {}).get("trl") or {}
-            _check_trl_keys(trl_map, trl_cls, stage, where)
-    _check_reward_options((stages.get("rft") or {}).get("trl") or {}, where)
+            check_trl_keys(trl_map, trl_cls, stage, where)
+    check_reward_options((stages.get("rft") or {}).get("trl") or {}, where)
     cfg = RunConfig(
         model=model,
         data=data,
@@ -368,6 +347,8 @@ def parse_config(
         source=source,
         base_dir=Path(base_dir),
         raw=raw,
+        guard=build_section(GuardSettings, raw["guard"] or {}) if "guard" in raw else None,
+        checkpoint_minutes=raw.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES),
         scaling=build_section(ScalingSettings, raw["scaling"]) if "scaling" in raw else None,
     )
     cfg.data.train = cfg.resolve_path(cfg.data.train)
@@ -375,7 +356,28 @@ def parse_config(
         cfg.data.eval = cfg.resolve_path(cfg.data.eval)
     if cfg.rft is not None:
         _check_rft_batch(cfg, cfg.rft, where)
+    _check_guard(cfg, where)
     return cfg
+
+
+def _check_guard(cfg: RunConfig, where: Any) -> None:
+    """The in-run eval and guard keys that only make sense together."""
+    if cfg.eval.every_steps is not None and not cfg.eval.enabled:
+        raise ConfigError(
+            "eval.every_steps evaluates held-out rows during RFT, but eval.enabled is false; "
+            "set eval.enabled: true or drop eval.every_steps",
+            file=where("eval", "every_steps"),
+            key="eval.every_steps",
+        )
+    if cfg.guard is None:
+        return
+    if cfg.guard.action == "rollback" and cfg.eval.every_steps is None:
+        raise ConfigError(
+            "guard.action rollback makes adapter/ the best held-out adapter, which needs held-out evaluations "
+            "during RFT; set eval.every_steps (e.g. 5), or use action warn or stop",
+            file=where("guard", "action"),
+            key="guard.action",
+        )
 
 
 def _check_rft_batch(cfg: RunConfig, stage: RFTStage, where: Any) -> None:
@@ -390,56 +392,6 @@ def _check_rft_batch(cfg: RunConfig, stage: RFTStage, where: Any) -> None:
             file=where("stages", "rft"),
             key="stages.rft.trl.per_device_train_batch_size",
         )
-
-
-@functools.cache
-def _trl_fields(cls_name: str) -> frozenset[str]:
-    import trl
-
-    cls = getattr(trl, cls_name)
-    return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
-
-
-def _check_trl_keys(trl_map: Mapping[str, Any], cls_name: str, stage: str, where: Any) -> None:
-    valid = _trl_fields(cls_name)
-    for key in trl_map:
-        path = f"stages.{stage}.trl.{key}"
-        if key in _MANAGED_TRL_KEYS and not (key in ("temperature", "top_p") and stage == "sft"):
-            raise ConfigError(
-                f"{key!r} is set by rftkit; set {_MANAGED_TRL_KEYS[key]} instead",
-                file=where("stages", stage, "trl", key),
-                key=path,
-            )
-        if key not in valid:
-            close = did_you_mean(key, valid)
-            hint = (
-                close.split(" (valid:")[0] if close.startswith("did you mean") else "see the fields of trl." + cls_name
-            )
-            raise ConfigError(
-                f"unknown trl.{cls_name} argument {key!r}; {hint}", file=where("stages", stage, "trl", key), key=path
-            )
-
-
-def _check_reward_options(trl_map: Mapping[str, Any], where: Any) -> None:
-    """Check the values of TRL's multi-objective options (:data:`REWARD_OPTIONS`) in ``stages.rft.trl``."""
-    if not isinstance(trl_map, Mapping):
-        return
-    for key, valid in REWARD_OPTIONS.items():
-        if key not in trl_map:
-            continue
-        value = trl_map[key]
-        if not any(value is v or (isinstance(v, str) and value == v) for v in valid):
-            names = [str(v).lower() if isinstance(v, bool) else v for v in valid]
-            raise ConfigError(
-                f"stages.rft.trl.{key} must be one of {', '.join(map(str, names))}, got {value!r}"
-                + (
-                    f"; {did_you_mean(value, [v for v in valid if isinstance(v, str)])}"
-                    if isinstance(value, str)
-                    else ""
-                ),
-                file=where("stages", "rft", "trl", key),
-                key=f"stages.rft.trl.{key}",
-            )
 
 
 def _fmt_path(path: Sequence[Any]) -> str:

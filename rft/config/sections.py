@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from rft.config.fields import Section, setting
+from rft.core.errors import ConfigError, did_you_mean
 
 __all__ = [
     "CurriculumSettings",
     "DataConfig",
     "DynamicSamplingSettings",
     "EvalConfig",
+    "GUARD_CHECKS",
     "GraderPoolSettings",
+    "GuardSettings",
     "LoraSettings",
     "ModelSpec",
     "RFTStage",
@@ -229,6 +232,23 @@ class EvalConfig(Section):
         1.0,
         help="A sample passes when its reward (and each grader's score, for per-grader pass rates) is >= this.",
     )
+    every_steps: int | None = setting(
+        None,
+        help=(
+            "Also evaluate the held-out rows every N RFT steps (and at the stage's last step), with the run's "
+            "graders; the adapter with the best held-out `best_by` is kept as `adapter-best/` next to `adapter/`. "
+            "null: only before and after each stage."
+        ),
+        minimum=1,
+    )
+    best_by: str = setting(
+        "pass_rate",
+        help=(
+            "What `adapter-best/` and the guard's held-out alarm compare: pass_rate, mean_reward, or a grader id "
+            "(that grader's held-out mean; an `audit: true` grader measures quality the reward does not train on)."
+        ),
+        minLength=1,
+    )
 
 
 @dataclass
@@ -281,6 +301,82 @@ class ScoringOptions(Section):
     cache_size: int = setting(
         100_000, help="Entries kept by the result cache (least recently used dropped first).", minimum=1
     )
+
+
+#: The guard's checks: held-out vs training reward, completion length, audit graders vs the trained reward.
+GUARD_CHECKS = ("heldout", "length", "audit")
+
+
+@dataclass
+class GuardSettings(Section):
+    """The reward-hacking guard (``guard:``; :class:`rft.train.guard.Guard` evaluates it during RFT).
+
+    >>> GuardSettings(action="rollback").checks
+    ['heldout', 'length', 'audit']
+    """
+
+    KEY = "guard"
+
+    action: str = setting(
+        "warn",
+        help=(
+            "What an alarm does: warn (log it and train on), stop (end the RFT stage there; adapter/ is the "
+            "last adapter), rollback (end the RFT stage there and make adapter/ the best held-out adapter, "
+            "adapter-best/; needs eval.every_steps)."
+        ),
+        enum=["warn", "stop", "rollback"],
+    )
+    checks: list[str] = setting(
+        help=(
+            "Alarms to raise: heldout (training reward rises while held-out quality falls; needs "
+            "eval.every_steps), length (mean completion length drifts beyond `length_drift`), audit (`audit: true` "
+            "graders fall while the trained reward rises)."
+        ),
+        factory=lambda: list(GUARD_CHECKS),
+        type="array",
+        items={"enum": list(GUARD_CHECKS)},
+        uniqueItems=True,
+    )
+    window: int = setting(
+        2,
+        help="The heldout alarm compares the latest held-out evaluation with the one `window` evaluations before it.",
+        minimum=1,
+    )
+    train_window: int = setting(
+        5,
+        help=(
+            "The length and audit alarms compare the mean over the last `train_window` RFT steps with the mean "
+            "over the first `train_window` steps (so they can fire from step 2 × train_window on)."
+        ),
+        minimum=1,
+    )
+    min_reward_rise: float = setting(
+        0.05, help="How much the trained reward must rise (absolute) for the heldout and audit alarms.", minimum=0
+    )
+    min_heldout_drop: float = setting(
+        0.05,
+        help="How much held-out quality (eval.best_by) must fall over the window for the heldout alarm.",
+        minimum=0,
+    )
+    min_audit_drop: float = setting(
+        0.05, help="How much an audit grader's mean must fall for the audit alarm.", minimum=0
+    )
+    length_drift: float = setting(
+        1.0,
+        help=(
+            "The length alarm fires when the recent mean completion length is more than (1 + length_drift) times "
+            "the early one, or less than 1 / (1 + length_drift) times it."
+        ),
+        exclusiveMinimum=0,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [c for c in self.checks if c not in GUARD_CHECKS]
+        if unknown:
+            raise ConfigError(
+                f"unknown guard check {unknown[0]!r}; {did_you_mean(unknown[0], GUARD_CHECKS)}", key="guard.checks"
+            )
 
 
 _RESOURCE_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0}}
@@ -395,6 +491,7 @@ SECTIONS: tuple[type[Section], ...] = (
     CurriculumSettings,
     RFTStage,
     EvalConfig,
+    GuardSettings,
     ScoringOptions,
     GraderPoolSettings,
     ScalingSettings,

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Keys every grader-set entry accepts, whatever the grader.
-ENTRY_KEYS = ("id", "weight", "timeout", "on_error", "retries", "range")
+ENTRY_KEYS = ("id", "weight", "timeout", "on_error", "retries", "range", "audit")
 
 #: Why a grader set with a formula has no reward for a sample: ``missing_score`` (a
 #: score the formula reads is None: its grader failed or does not apply) or
@@ -67,6 +67,9 @@ class GraderEntry:
         timeout: seconds before a call is stopped and recorded as a timeout.
         on_error: ``"fail"`` (count as an error), ``"skip"`` (not applicable) or a fixed score.
         retries: how often infrastructure errors are retried.
+        audit: an audit grader: scored and logged, never trained on (its weight is 0), and
+            watched by the reward-hacking guard, which alarms when it falls while the
+            trained reward rises.
     """
 
     id: str
@@ -75,8 +78,14 @@ class GraderEntry:
     timeout: float | None = None
     on_error: str | float = "fail"
     retries: int = 2
+    audit: bool = False
 
     def __post_init__(self) -> None:
+        if self.audit and self.weight != 0:
+            raise ValueError(
+                f"grader {self.id!r} is an audit grader (audit: true) but has weight {self.weight:g}; "
+                "an audit grader is never trained on: set its weight to 0 or drop `audit`"
+            )
         if isinstance(self.on_error, str) and self.on_error not in ("fail", "skip"):
             raise ValueError(f"on_error must be 'fail', 'skip' or a number, got {self.on_error!r}")
         if self.timeout is not None and self.timeout <= 0:
@@ -127,6 +136,13 @@ class GraderSet:
         self.spec = dict(spec) if spec is not None else None
         if formula:
             self._check_formula(formula)
+            trained_audits = [i for i in self.audit_ids if i in formula_names(formula)]
+            if trained_audits:
+                raise ConfigError(
+                    f"formula {formula!r} uses the audit grader {trained_audits[0]!r}; an audit grader is never "
+                    "trained on: drop it from the formula or drop its `audit: true`",
+                    key="formula",
+                )
 
     def __iter__(self):
         return iter(self.entries)
@@ -150,6 +166,11 @@ class GraderSet:
     @property
     def weights(self) -> list[float]:
         return [e.weight for e in self.entries]
+
+    @property
+    def audit_ids(self) -> list[str]:
+        """The ids of the audit graders (``audit: true``): logged and watched, never trained on."""
+        return [e.id for e in self.entries if e.audit]
 
     def check_inputs(self, columns: Collection[str], *, source: str | None = None) -> None:
         """Fail now, not at step 100, when a grader asks for a column the data lacks."""
@@ -265,7 +286,8 @@ def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str =
 
     An entry is a registered grader (``name:`` plus parameters) or an OpenAI grader
     object (``type:`` plus its fields, with ``name`` as its id). ``weight``, ``timeout``,
-    ``on_error``, ``retries``, ``range`` and ``id`` are common to both.
+    ``on_error``, ``retries``, ``range``, ``audit`` and ``id`` are common to both. An
+    ``audit: true`` entry's weight defaults to 0 and must be 0.
     """
     if isinstance(item, str):
         item = {"name": item}
@@ -300,9 +322,19 @@ def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str =
         if not (isinstance(r, (list, tuple)) and len(r) == 2 and all(is_number(x) for x in r)):
             raise ConfigError(f"`range` must be [low, high], got {r!r}", file=file, key=f"{key}.range")
         g.range = (float(r[0]), float(r[1]))
-    weight = common.get("weight", 1.0)
+    audit = common.get("audit", False)
+    if not isinstance(audit, bool):
+        raise ConfigError(f"`audit` must be true or false, got {audit!r}", file=file, key=f"{key}.audit")
+    weight = common.get("weight", 0.0 if audit else 1.0)
     if not is_number(weight):
         raise ConfigError(f"`weight` must be a number, got {weight!r}", file=file, key=f"{key}.weight")
+    if audit and weight != 0:
+        raise ConfigError(
+            f"grader {str(gid)!r} is an audit grader (audit: true) but has weight {weight!r}; an audit grader "
+            "is logged and watched by the guard, never trained on: set `weight: 0` or drop `weight`",
+            file=file,
+            key=f"{key}.weight",
+        )
     timeout = common.get("timeout")
     if timeout is not None and (not is_number(timeout) or timeout <= 0):
         raise ConfigError(
@@ -316,7 +348,15 @@ def build_entry(item: Any, registry: Any, *, file: str | None = None, key: str =
     retries = common.get("retries", 2)
     if not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"`retries` must be a non-negative integer, got {retries!r}", file=file, key=f"{key}.retries")
-    return GraderEntry(id=str(gid), grader=g, weight=float(weight), timeout=timeout, on_error=on_error, retries=retries)
+    return GraderEntry(
+        id=str(gid),
+        grader=g,
+        weight=float(weight),
+        timeout=timeout,
+        on_error=on_error,
+        retries=retries,
+        audit=audit,
+    )
 
 
 def load_yaml_or_json(text: str, source: str) -> Any:

@@ -1,11 +1,16 @@
-"""Trainer callbacks shared by the SFT and RFT stages: metrics, checkpoint markers, hand-off check."""
+"""Trainer callbacks: metrics, checkpoint markers and cadence, the hand-off check (both stages);
+held-out evaluation during RFT with ``adapter-best/``, and the reward-hacking guard (RFT)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import random
+import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +18,19 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from rft.core.errors import RFTError
+from rft.train.guard import Alarm, Guard, heldout_quality
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BEST_META",
     "COMPLETE_MARKER",
+    "GUARD_STATE",
     "CheckpointMarker",
+    "GuardCallback",
+    "HeldOutEval",
     "MetricsWriter",
+    "TimedCheckpoint",
     "QuietProgress",
     "StopAfterSave",
     "TrainableCheck",
@@ -29,6 +40,10 @@ __all__ = [
 
 #: File written into a checkpoint directory once everything in it is on disk.
 COMPLETE_MARKER = "rft-complete.json"
+#: The guard's state inside a checkpoint directory (written before :data:`COMPLETE_MARKER`).
+GUARD_STATE = "rft-guard.json"
+#: What ``adapter-best/`` holds: its step, its held-out quality and the evaluation's summary.
+BEST_META = "rft-best.json"
 
 
 def last_complete_checkpoint(directory: str | Path) -> Path | None:
@@ -206,3 +221,217 @@ def summary_line(stage: str, step: int, max_steps: int, logs: dict[str, Any]) ->
     if logs.get("step_time") is not None:
         parts.append(f"{logs['step_time']:.1f} s")
     return f"{stage} step {step}/{max_steps}: " + ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# checkpoint cadence, held-out evaluation during RFT, the guard
+# ---------------------------------------------------------------------------
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+class TimedCheckpoint(TrainerCallback):
+    """Asks the Trainer for a checkpoint once ``minutes`` of training passed since the last one.
+
+    Together with TRL's ``save_steps`` (whichever comes first), so a killed run loses at most
+    a few minutes. ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, minutes: float, clock: Callable[[], float] = time.monotonic):
+        self.seconds = minutes * 60.0
+        self.clock = clock
+        self._last = clock()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last = self.clock()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.clock() - self._last >= self.seconds:
+            control.should_save = True
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._last = self.clock()
+
+
+class GuardCallback(TrainerCallback):
+    """Feeds each RFT step's logs to a :class:`rft.train.guard.Guard` and acts on its alarms.
+
+    Each alarm becomes a record in ``metrics.jsonl`` (``guard/alarm``, ``guard/action``,
+    ``guard/message``) and a warning; ``stop`` and ``rollback`` end the stage at that step
+    (``stopped`` holds the alarm; the pipeline makes ``adapter/`` the best held-out adapter on
+    rollback). The guard's state goes into every checkpoint (:data:`GUARD_STATE`).
+    Put it before :class:`CheckpointMarker` so the state is in place before the marker.
+    """
+
+    def __init__(self, guard: Guard, metrics_path: str | Path, echo: Callable[[str], None] | None = None):
+        self.guard = guard
+        self.metrics_path = Path(metrics_path)
+        self.echo = echo
+        self.stopped: Alarm | None = None
+
+    def restore(self, checkpoint: str | Path) -> None:
+        """Load the guard state saved in ``checkpoint`` (resume); a checkpoint without one starts fresh."""
+        path = Path(checkpoint) / GUARD_STATE
+        if not path.is_file():
+            logger.warning("checkpoint %s has no guard state (%s); the guard starts over", checkpoint, GUARD_STATE)
+            return
+        step = int(Path(checkpoint).name.rsplit("-", 1)[-1])
+        self.guard.load_state_dict(json.loads(path.read_text()), upto=step)
+
+    def handle(self, alarms: list[Alarm], control: Any) -> None:
+        """Record and act on alarms (also those of held-out evaluations, see :class:`HeldOutEval`)."""
+        for alarm in alarms:
+            _append_jsonl(self.metrics_path, alarm.to_record())
+            line = f"guard alarm ({alarm.kind}) at rft step {alarm.step}, action {alarm.action}: {alarm.message}"
+            if self.echo is not None:
+                self.echo(line)
+            else:
+                logger.warning("%s", line)
+            if alarm.action in ("stop", "rollback") and self.stopped is None:
+                self.stopped = alarm
+            if alarm.action in ("stop", "rollback"):
+                control.should_training_stop = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if not logs or "train_runtime" in logs:
+            return
+        self.handle(self.guard.observe_train(int(state.global_step), logs), control)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir():
+            _write_json_atomic(ckpt / GUARD_STATE, self.guard.state_dict())
+
+
+@contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Run a block without disturbing the training's random streams (python, numpy, torch)."""
+    import numpy as np
+    import torch
+
+    py, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
+
+
+class HeldOutEval(TrainerCallback):
+    """Evaluates the held-out rows every ``every_steps`` RFT steps and at the last step; keeps the best adapter.
+
+    The adapter with the highest held-out ``best_by`` (:func:`rft.train.guard.heldout_quality`)
+    is saved to ``best_dir`` (``adapter-best/``) with :data:`BEST_META`; ties keep the earlier
+    one. The stage's starting point counts as step 0 when its evaluation is given
+    (``start``, e.g. the SFT eval): the starting adapter is saved, so an RFT stage that only
+    made things worse leaves ``adapter-best/`` at the start. Each evaluation is a
+    ``metrics.jsonl`` record (``eval/pass_rate``, ``eval/mean_reward``, ``eval/quality``,
+    ``eval/<grader>/mean``) and goes to the guard, when there is one.
+
+    Args:
+        evaluate: runs :func:`rft.train.eval.evaluate` on a model and returns its summary.
+        tokenizer: saved with the adapter.
+    """
+
+    def __init__(
+        self,
+        every_steps: int,
+        evaluate: Callable[[Any], dict[str, Any]],
+        *,
+        best_by: str,
+        best_dir: str | Path,
+        metrics_path: str | Path,
+        tokenizer: Any = None,
+        start: dict[str, Any] | None = None,
+        guard: GuardCallback | None = None,
+        echo: Callable[[str], None] | None = None,
+    ):
+        self.every_steps = every_steps
+        self.evaluate = evaluate
+        self.best_by = best_by
+        self.best_dir = Path(best_dir)
+        self.metrics_path = Path(metrics_path)
+        self.tokenizer = tokenizer
+        self.start = start
+        self.guard = guard
+        self.echo = echo
+        self.best: dict[str, Any] | None = None
+        self.last: tuple[int, dict[str, Any]] | None = None
+
+    def _save_best(self, model: Any, step: int, quality: float, summary: dict[str, Any]) -> None:
+        tmp = self.best_dir.with_name(self.best_dir.name + ".tmp")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        model.save_pretrained(str(tmp), selected_adapters=["default"])
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(tmp))
+        self.best = {"step": step, "quality": quality, "best_by": self.best_by, "summary": summary}
+        (tmp / BEST_META).write_text(json.dumps(self.best, indent=2, default=str))
+        if self.best_dir.exists():
+            shutil.rmtree(self.best_dir)
+        tmp.replace(self.best_dir)
+
+    def _consider(self, model: Any, step: int, summary: dict[str, Any], control: Any) -> None:
+        quality = heldout_quality(summary, self.best_by)
+        if quality is not None and (self.best is None or quality > float(self.best["quality"])):
+            self._save_best(model, step, quality, summary)
+        if self.guard is not None:
+            self.guard.handle(self.guard.guard.observe_heldout(step, quality), control)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        meta = self.best_dir / BEST_META
+        if meta.is_file():  # resumed: the best adapter so far is on disk, measured in this run
+            self.best = json.loads(meta.read_text())
+            return
+        if self.start is not None and int(state.global_step) == 0:
+            self._record(0, self.start)
+            self._consider(model, 0, self.start, control)
+
+    def _record(self, step: int, summary: dict[str, Any]) -> float | None:
+        quality = heldout_quality(summary, self.best_by)
+        record: dict[str, Any] = {
+            "stage": "rft",
+            "step": step,
+            "eval/mean_reward": summary.get("mean_reward"),
+            "eval/pass_rate": summary.get("pass_rate"),
+            "eval/quality": quality,
+            "eval/best_by": self.best_by,
+        }
+        for gid, g in (summary.get("graders") or {}).items():
+            record[f"eval/{gid}/mean"] = g.get("mean")
+        _append_jsonl(self.metrics_path, record)
+        return quality
+
+    def _run(self, state: Any, control: Any, model: Any) -> None:
+        step = int(state.global_step)
+        side = getattr(self.tokenizer, "padding_side", None)
+        try:
+            with preserved_rng():
+                summary = self.evaluate(model)
+        finally:
+            if side is not None:
+                self.tokenizer.padding_side = side
+        self.last = (step, summary)
+        quality = self._record(step, summary)
+        if self.echo is not None:
+            q = "n/a" if quality is None else f"{quality:.3f}"
+            self.echo(f"rft step {step}: held-out {self.best_by} {q}")
+        self._consider(model, step, summary, control)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if state.global_step > 0 and state.global_step % self.every_steps == 0:
+            self._run(state, control, model)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if self.last is None or self.last[0] != int(state.global_step):
+            self._run(state, control, model)

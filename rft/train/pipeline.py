@@ -9,13 +9,21 @@ Run directory (``output_dir``)::
     eval.json              held-out results: base, sft, rft
     sft/checkpoints/       TRL checkpoints (complete once they hold rft-complete.json)
     sft/adapter/           the SFT LoRA adapter
-    rft/checkpoints/
+    rft/checkpoints/       (each also holds the guard's state, rft-guard.json)
     adapter/               the final LoRA adapter (PeftModel.from_pretrained(base, "adapter"))
+    adapter-best/          with eval.every_steps: the adapter with the best held-out eval.best_by
     report.md, *.png       the summary
 
 A stage that finished is skipped on ``--resume``; a stage that was interrupted continues
 from its last complete checkpoint with the same data order (TRL's seeded sampler and the
-RNG states saved in the checkpoint).
+RNG states saved in the checkpoint). Each stage saves a checkpoint at least every
+``checkpoint_minutes`` of training (besides TRL's ``save_steps``).
+
+During RFT, ``eval.every_steps`` evaluates the held-out rows every N steps and keeps the
+best adapter; ``guard:`` raises alarms (:mod:`rft.train.guard`). A ``rollback`` alarm ends
+the RFT stage at that step and makes ``adapter/`` a copy of ``adapter-best/`` (it does not
+continue training from the best adapter); ``rft/adapter/`` keeps the last adapter, and
+``rft/DONE`` records the alarm.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any
 from rft.config.run import RunConfig
 from rft.core.errors import ConfigError, RFTError
 from rft.data.rows import DataSplits, load_splits
+from rft.train.watch import RFTWatch, cadence_callbacks, check_watch_plan
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +66,7 @@ class RunPaths:
     eval_json = property(lambda self: self.root / "eval.json")
     report = property(lambda self: self.root / "report.md")
     adapter = property(lambda self: self.root / "adapter")
+    adapter_best = property(lambda self: self.root / "adapter-best")
 
     def checkpoints(self, stage: str) -> Path:
         return self.root / stage / "checkpoints"
@@ -93,7 +103,13 @@ class Plan:
                 "columns": sorted(self.splits.columns),
             },
             "graders": [
-                {"id": e.id, "grader": e.grader.name, "weight": e.weight, "inputs": list(e.grader.inputs)}
+                {
+                    "id": e.id,
+                    "grader": e.grader.name,
+                    "weight": e.weight,
+                    "inputs": list(e.grader.inputs),
+                    **({"audit": True} if e.audit else {}),
+                }
                 for e in self.grader_set
             ]
             if self.grader_set is not None
@@ -104,8 +120,13 @@ class Plan:
             "eval": {
                 "enabled": cfg.eval.enabled and bool(self.splits.eval),
                 "rows": min(len(self.splits.eval), cfg.eval.max_rows or 10**9),
+                "every_steps": cfg.eval.every_steps,
+                "best_by": cfg.eval.best_by,
             },
+            "checkpoint_minutes": {s: cfg.stage_checkpoint_minutes(s) for s in self.stages},
         }
+        if cfg.guard is not None:
+            d["guard"] = {"action": cfg.guard.action, "checks": list(cfg.guard.checks)}
         if cfg.model.gguf_file or self.model.gguf_file:
             d["model"]["gguf_file"] = self.model.gguf_file
         if "sft" in self.stages:
@@ -154,7 +175,15 @@ def make_plan(cfg: RunConfig, *, create_model: bool = False) -> Plan:
             key="stages.sft",
         )
     if cfg.eval.enabled and not splits.eval:
+        if cfg.eval.every_steps is not None:
+            raise ConfigError(
+                "eval.every_steps evaluates held-out rows during RFT, but there are none (data.eval absent and "
+                "data.eval_size 0); set data.eval or data.eval_size, or drop eval.every_steps",
+                file=cfg.source,
+                key="eval.every_steps",
+            )
         notes.append("no held-out rows (data.eval absent and data.eval_size 0): evaluation is skipped")
+    notes += check_watch_plan(cfg, grader_set, stages)
     if splits.skipped:
         notes.append(f"{splits.skipped} malformed rows skipped (data.on_bad_row: skip)")
     try:
@@ -285,13 +314,10 @@ def run_training(
         make_executor(grader_set, cfg.scoring.executor, cfg.scoring) if grader_set is not None else _Null() as executor
     ):
 
-        def run_eval(name: str, model: Any, tokenizer: Any) -> None:
-            if not do_eval or name in results:
-                return
+        def _evaluate(model: Any, name: str) -> dict[str, Any]:
             from rft.train.eval import evaluate
 
-            say(f"evaluating {name} on {min(len(splits.eval), cfg.eval.max_rows or 10**9)} held-out rows")
-            results[name] = evaluate(
+            return evaluate(
                 model,
                 tokenizer,
                 splits.eval,
@@ -303,8 +329,17 @@ def run_training(
                 progress=progress,
                 desc=f"eval {name}",
             )
+
+        def record_eval(name: str, summary: dict[str, Any]) -> None:
+            results[name] = summary
             _write_json(paths.eval_json, results)
-            say(_eval_line(name, results[name]))
+            say(_eval_line(name, summary))
+
+        def run_eval(name: str, model: Any, tokenizer: Any) -> None:
+            if not do_eval or name in results:
+                return
+            say(f"evaluating {name} on {min(len(splits.eval), cfg.eval.max_rows or 10**9)} held-out rows")
+            record_eval(name, _evaluate(model, name))
 
         model, tokenizer = load_model(plan.model, dtype=cfg.model.dtype)
         run_eval("base", model, tokenizer)
@@ -326,6 +361,7 @@ def run_training(
                     trl_args={**cfg.sft_trl_args(paths.checkpoints("sft")), "disable_tqdm": not progress},
                     lora=cfg.lora,
                     callbacks=[
+                        *cadence_callbacks(cfg, "sft"),
                         CheckpointMarker(),
                         MetricsWriter(paths.metrics, "sft", echo=say),
                         TrainableCheck("sft"),
@@ -367,6 +403,8 @@ def run_training(
                 _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft" or r.get("step", 0) <= step)
                 _truncate_jsonl(paths.rollouts, lambda r: (r.get("step") or 0) < step)
                 model = None
+                if cfg.eval.every_steps is not None or cfg.guard is not None:
+                    say("note: eval.every_steps and guard run with the local RFT stage only; not on Ray learners")
                 rft_runner(cfg=cfg, paths=paths, plan=plan, executor=executor, ckpt=ckpt, log=say)
             else:
                 from rft.train.callbacks import CheckpointMarker, MetricsWriter, TrainableCheck, quiet_console
@@ -386,6 +424,16 @@ def run_training(
                     policy, lora = (model if not _is_peft(model) else model.get_base_model()), cfg.lora
                 bridge = RewardBridge(grader_set, executor, rows=rows, rollouts_path=paths.rollouts)
                 say(f"rft: training{f' from {ckpt}' if ckpt else ''} with graders {', '.join(grader_set.ids)}")
+                watch = RFTWatch.build(
+                    cfg,
+                    paths,
+                    grader_set,
+                    ckpt=ckpt,
+                    start=results.get("sft" if cfg.sft is not None else "base"),
+                    evaluate=(lambda m: _evaluate(m, "rft (in-run)")) if do_eval else None,
+                    tokenizer=tokenizer,
+                    say=say,
+                )
                 trainer = build_grpo_trainer(
                     policy,
                     tokenizer,
@@ -397,6 +445,8 @@ def run_training(
                     curriculum=cfg.rft.curriculum,
                     pass_threshold=cfg.eval.pass_threshold,
                     callbacks=[
+                        *cadence_callbacks(cfg, "rft"),
+                        *watch.callbacks,  # before CheckpointMarker: the guard state is in place before the marker
                         CheckpointMarker(),
                         MetricsWriter(paths.metrics, "rft", echo=say),
                         TrainableCheck("rft"),
@@ -407,14 +457,29 @@ def run_training(
                 trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
                 trainer.model.save_pretrained(str(paths.stage_adapter("rft")), selected_adapters=["default"])
                 tokenizer.save_pretrained(str(paths.stage_adapter("rft")))
-                paths.done("rft").write_text(json.dumps({"global_step": trainer.state.global_step}))
+                done = watch.done_record(int(trainer.state.global_step))
+                if done.get("stopped_by"):
+                    alarm = done["stopped_by"]
+                    say(f"rft: stopped by the guard at step {alarm['step']} ({alarm['kind']}, {alarm['action']})")
+                paths.done("rft").write_text(json.dumps(done))
+                if watch.last_summary is not None and "rft" not in results and not done.get("final_adapter"):
+                    record_eval("rft", watch.last_summary)  # the in-run eval of the last step is the final one
                 model = trainer.model
                 del trainer
+            done = _read_json(paths.done("rft"), {})
+            final_adapter_src = paths.stage_adapter("rft")
+            if done.get("final_adapter") == "adapter-best" and paths.adapter_best.is_dir():
+                from rft.train.callbacks import BEST_META
+
+                final_adapter_src, model = paths.adapter_best, None  # the final eval is adapter-best's
+                best = _read_json(paths.adapter_best / BEST_META, {})
+                say(f"rft: guard rollback: adapter/ is adapter-best/ (step {best.get('step')})")
+                if "rft" not in results and best.get("summary"):
+                    record_eval("rft", {**best["summary"], "adapter": "adapter-best", "step": best.get("step")})
             if do_eval and "rft" not in results:
                 if model is None:
-                    model = _load_adapter(plan.model, cfg.model.dtype, paths.stage_adapter("rft"), trainable=False)
+                    model = _load_adapter(plan.model, cfg.model.dtype, final_adapter_src, trainable=False)
                 run_eval("rft", model, tokenizer)
-            final_adapter_src = paths.stage_adapter("rft")
 
     tmp = paths.root / "adapter.tmp"
     if tmp.exists():

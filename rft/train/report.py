@@ -2,6 +2,13 @@
 
 ``write_report(run_dir)`` is called at the end of ``rft train``; it can be re-run on any
 run directory (also one that is still training) to refresh the summary.
+
+``signal.png`` puts the RFT training reward and the held-out quality of the in-run
+evaluations (``eval.every_steps``; records with ``eval/quality``) on one plot over steps,
+with the share of informative groups (groups whose completions' rewards differ: a
+dynamic-sampling key ending in ``informative_share`` when the run logs one, else
+``1 - frac_reward_zero_std`` from TRL) and the guard's alarms (records with ``guard/alarm``)
+as marked steps; the alarms are marked on ``rewards.png`` too.
 """
 
 from __future__ import annotations
@@ -15,7 +22,15 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["read_jsonl", "reward_curves", "write_report"]
+__all__ = [
+    "advantage_shares",
+    "alarms",
+    "heldout_curve",
+    "informative_share",
+    "read_jsonl",
+    "reward_curves",
+    "write_report",
+]
 
 _PHASES = ("base", "sft", "rft")
 
@@ -44,8 +59,119 @@ def reward_curves(metrics: list[dict[str, Any]], stage: str = "rft") -> dict[str
     return dict(curves)
 
 
+def heldout_curve(metrics: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """``(step, quality)`` of the held-out evaluations during RFT (``eval/quality``, by ``eval.best_by``).
+
+    >>> heldout_curve([{"stage": "rft", "step": 5, "eval/quality": 0.25}, {"stage": "rft", "step": 6, "loss": 0.1}])
+    [(5, 0.25)]
+    """
+    return [
+        (int(r["step"]), float(r["eval/quality"]))
+        for r in metrics
+        if r.get("stage") == "rft" and r.get("eval/quality") is not None
+    ]
+
+
+def informative_share(metrics: list[dict[str, Any]]) -> tuple[str, list[tuple[int, float]]] | None:
+    """The share of informative groups per RFT step, and the key it was read from.
+
+    A key ending in ``informative_share`` (dynamic sampling's metric) wins; otherwise
+    ``1 - frac_reward_zero_std`` (TRL's share of groups whose rewards are all equal).
+
+    >>> informative_share([{"stage": "rft", "step": 1, "frac_reward_zero_std": 0.75}])
+    ('1 - frac_reward_zero_std', [(1, 0.25)])
+    """
+    rft = [r for r in metrics if r.get("stage") == "rft"]
+    keys = sorted({k for r in rft for k in r if k.endswith("informative_share")})
+    if keys:
+        key = keys[0]
+        return key, [(int(r["step"]), float(r[key])) for r in rft if r.get(key) is not None]
+    pts = [
+        (int(r["step"]), 1.0 - float(r["frac_reward_zero_std"]))
+        for r in rft
+        if r.get("frac_reward_zero_std") is not None
+    ]
+    return ("1 - frac_reward_zero_std", pts) if pts else None
+
+
+def alarms(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The guard's alarm records (``guard/alarm``) of the RFT stage, in step order."""
+    return sorted(
+        (r for r in metrics if r.get("stage") == "rft" and r.get("guard/alarm")), key=lambda r: int(r["step"])
+    )
+
+
+def _mark_alarms(ax: Any, found: list[dict[str, Any]]) -> None:
+    by_step: dict[int, list[str]] = defaultdict(list)
+    for a in found:
+        by_step[int(a["step"])].append(str(a["guard/alarm"]))
+    for i, (step, kinds) in enumerate(sorted(by_step.items())):
+        ax.axvline(step, color="red", linestyle=":", linewidth=1.2, label="guard alarm" if i == 0 else None)
+        ax.annotate(
+            ", ".join(kinds),
+            (step, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=7,
+            color="red",
+        )
+
+
+def _plot_signal(
+    train: Sequence[tuple[int, float]],
+    heldout: Sequence[tuple[int, float]],
+    share: tuple[str, list[tuple[int, float]]] | None,
+    found: list[dict[str, Any]],
+    best_by: str,
+    out: Path,
+) -> bool:
+    if not train and not heldout:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    if train:
+        ax.plot([s for s, _ in train], [v for _, v in train], color="tab:blue", label="train reward")
+    ax.set_xlabel("RFT step")
+    ax.set_ylabel("train reward")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    right = ax.twinx()
+    if heldout:
+        right.plot(
+            [s for s, _ in heldout], [v for _, v in heldout], "s-", color="tab:green", label=f"held-out {best_by}"
+        )
+    if share is not None and share[1]:
+        right.plot(
+            [s for s, _ in share[1]],
+            [v for _, v in share[1]],
+            color="tab:gray",
+            alpha=0.6,
+            label=f"informative ({share[0]})",
+        )
+    right.set_ylabel(f"held-out {best_by} / share")
+    _mark_alarms(ax, found)
+    handles = ax.get_legend_handles_labels()
+    more = right.get_legend_handles_labels()
+    ax.legend(handles[0] + more[0], handles[1] + more[1], fontsize=7, loc="best")
+    ax.set_title("Training reward vs held-out")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def _plot_rewards(
-    curves: dict[str, list[tuple[int, float]]], out: Path, combined: Sequence[tuple[int, float]] = ()
+    curves: dict[str, list[tuple[int, float]]],
+    out: Path,
+    combined: Sequence[tuple[int, float]] = (),
+    found: Sequence[dict[str, Any]] = (),
 ) -> bool:
     if not curves:
         return False
@@ -60,6 +186,7 @@ def _plot_rewards(
         ax.plot([s for s, _ in pts], [v for _, v in pts], marker="o", markersize=3, label=name)
     if combined:
         ax.plot([s for s, _ in combined], [v for _, v in combined], "k--", linewidth=1, label="reward (weighted)")
+    _mark_alarms(ax, list(found))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("RFT step")
     ax.set_ylabel("mean reward")
@@ -143,12 +270,14 @@ def write_report(run_dir: str | Path) -> Path:
             for r in metrics
             if r.get("stage") == "rft" and r.get("reward") is not None
         ]
-        if _plot_rewards(curves, run_dir / "rewards.png", combined):
+        if _plot_rewards(curves, run_dir / "rewards.png", combined, alarms(metrics)):
             lines += ["![rewards](rewards.png)", ""]
         lines += ["| grader | first step | last step |", "|---|---|---|"]
         for name, pts in sorted(curves.items()):
             lines.append(f"| {name} | {_fmt(pts[0][1])} | {_fmt(pts[-1][1])} |")
         lines.append("")
+    lines += _signal_section(run_dir, metrics)
+    lines += _advantage_section(metrics)
     step_times = [r["step_time_s"] for r in metrics if r.get("stage") == "rft" and r.get("step_time_s")]
     if step_times:
         lines += [
@@ -166,3 +295,82 @@ def write_report(run_dir: str | Path) -> Path:
     out = run_dir / "report.md"
     out.write_text("\n".join(lines), encoding="utf-8")
     return out
+
+
+def _signal_section(run_dir: Path, metrics: list[dict[str, Any]]) -> list[str]:
+    """The report's "Training signal and guard" section (and ``signal.png``)."""
+    train = [
+        (int(r["step"]), float(r["reward"]))
+        for r in metrics
+        if r.get("stage") == "rft" and r.get("reward") is not None and "loss" in r
+    ]
+    heldout = heldout_curve(metrics)
+    share = informative_share(metrics)
+    found = alarms(metrics)
+    if not heldout and not found and share is None:
+        return []
+    best_by = next((str(r["eval/best_by"]) for r in metrics if r.get("eval/best_by")), "pass_rate")
+    lines = ["## Training signal and guard", ""]
+    if _plot_signal(train, heldout, share, found, best_by, run_dir / "signal.png"):
+        lines += ["![signal](signal.png)", ""]
+    if heldout:
+        lines += [
+            f"Held-out {best_by} during RFT: " + ", ".join(f"step {s}: {_fmt(v)}" for s, v in heldout) + ".",
+            "",
+        ]
+    best = run_dir / "adapter-best" / "rft-best.json"
+    if best.exists():
+        meta = json.loads(best.read_text())
+        lines += [
+            f"`adapter-best/`: step {meta.get('step')}, held-out {meta.get('best_by')} {_fmt(meta.get('quality'))}.",
+            "",
+        ]
+    if share is not None and share[1]:
+        vals = [v for _, v in share[1]]
+        lines += [f"Informative groups (`{share[0]}`): mean {_fmt(sum(vals) / len(vals))} over {len(vals)} steps.", ""]
+    if found:
+        lines += ["| step | alarm | action | what was seen |", "|---|---|---|---|"]
+        for a in found:
+            msg = str(a.get("guard/message", "")).replace("|", "/")
+            lines.append(f"| {a['step']} | {a['guard/alarm']} | {a.get('guard/action')} | {msg} |")
+        lines.append("")
+    done = run_dir / "rft" / "DONE"
+    if done.exists():
+        info = json.loads(done.read_text())
+        if info.get("stopped_by"):
+            how = (
+                f"; `adapter/` is `adapter-best/` (step {info.get('best_step')})"
+                if info.get("final_adapter") == "adapter-best"
+                else "; `adapter/` is the adapter of that step"
+            )
+            lines += [
+                f"The guard stopped RFT at step {info['stopped_by']['step']} ({info['stopped_by']['kind']}){how}.",
+                "",
+            ]
+    return lines
+
+
+def advantage_shares(metrics: list[dict[str, Any]]) -> dict[str, float]:
+    """Per grader, the mean over RFT steps of ``graders/<id>/advantage_share`` (when the run logs it).
+
+    >>> advantage_shares([{"stage": "rft", "step": 1, "graders/a/advantage_share": 0.75},
+    ...                   {"stage": "rft", "step": 2, "graders/a/advantage_share": 0.25}])
+    {'a': 0.5}
+    """
+    values: dict[str, list[float]] = defaultdict(list)
+    for r in metrics:
+        if r.get("stage") != "rft":
+            continue
+        for key, value in r.items():
+            if key.startswith("graders/") and key.endswith("/advantage_share") and value is not None:
+                values[key[len("graders/") : -len("/advantage_share")]].append(float(value))
+    return {k: sum(v) / len(v) for k, v in sorted(values.items())}
+
+
+def _advantage_section(metrics: list[dict[str, Any]]) -> list[str]:
+    shares = advantage_shares(metrics)
+    if not shares:
+        return []
+    lines = ["## Contribution to the advantage", "", "| grader | mean share |", "|---|---|"]
+    lines += [f"| {g} | {_fmt(v)} |" for g, v in shares.items()]
+    return lines + [""]
