@@ -286,11 +286,8 @@ def rft_register_graders(register):
 '''
 
 
-@pytest.mark.slow
-def test_rollback_on_a_tiny_model_keeps_the_best_heldout_adapter(tmp_path):
-    from typer.testing import CliRunner
-
-    from rft.cli.main import app
+def _gameable_rft_config(tmp_path):
+    """A tiny-model RFT-only run trained on `rising` with `falling` as its audit grader."""
     from rft.models.resolve import create_tiny_model
 
     torch = pytest.importorskip("torch")
@@ -304,10 +301,24 @@ def test_rollback_on_a_tiny_model_keeps_the_best_heldout_adapter(tmp_path):
     }
     cfg["scoring"].update(inline=True, cache=False)
     del cfg["stages"]["sft"]
+    return cfg
+
+
+def _train(tmp_path, cfg):
+    from typer.testing import CliRunner
+
+    from rft.cli.main import app
+
+    return CliRunner().invoke(app, ["train", str(write_config(tmp_path, cfg)), "--no-progress"])
+
+
+@pytest.mark.slow
+def test_rollback_on_a_tiny_model_keeps_the_best_heldout_adapter(tmp_path):
+    cfg = _gameable_rft_config(tmp_path)
     cfg["stages"]["rft"]["trl"].update(max_steps=8, save_steps=2)
     cfg["eval"].update(every_steps=2, best_by="falling", pass_threshold=0.5)
     cfg["guard"] = {"action": "rollback", "checks": ["audit"], "train_window": 2}
-    res = CliRunner().invoke(app, ["train", str(write_config(tmp_path, cfg)), "--no-progress"])
+    res = _train(tmp_path, cfg)
     assert res.exit_code == 0, res.output + repr(res.exception)
     run = tmp_path / "run"
     # training steps 1..4 score with step 0..3: reward 0.0 → 0.3 (+ ≤ 0.02 noise) while the audit grader goes
@@ -335,26 +346,11 @@ def test_rollback_on_a_tiny_model_keeps_the_best_heldout_adapter(tmp_path):
 
 @pytest.mark.slow
 def test_warn_trains_on_and_in_run_eval_keeps_adapter_best_next_to_adapter(tmp_path):
-    from typer.testing import CliRunner
-
-    from rft.cli.main import app
-    from rft.models.resolve import create_tiny_model
-
-    torch = pytest.importorskip("torch")
-    torch.set_num_threads(1)
-    model_dir = create_tiny_model(tmp_path / "model")
-    (tmp_path / "gameable.py").write_text(GAMEABLE_GRADERS)
-    cfg = tiny_config(tmp_path, model_dir)
-    cfg["graders"] = {
-        "plugins": [str(tmp_path / "gameable.py")],
-        "graders": [{"name": "rising", "weight": 1.0}, {"name": "falling", "audit": True}],
-    }
-    cfg["scoring"].update(inline=True, cache=False)
-    del cfg["stages"]["sft"]
+    cfg = _gameable_rft_config(tmp_path)
     cfg["stages"]["rft"]["trl"].update(max_steps=5, save_steps=10)
     cfg["eval"].update(every_steps=2)
     cfg["guard"] = {"checks": ["audit"], "train_window": 2}  # action warn
-    res = CliRunner().invoke(app, ["train", str(write_config(tmp_path, cfg)), "--no-progress"])
+    res = _train(tmp_path, cfg)
     assert res.exit_code == 0, res.output + repr(res.exception)
     run = tmp_path / "run"
     metrics = read_jsonl(run / "metrics.jsonl")
