@@ -91,3 +91,25 @@ TOOLS = [
     }
 ]
 REF_CALL = {"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}
+
+
+def full_and_killed_runs(config: Path, tmp: Path, n: int) -> tuple[Path, Path]:
+    """Train ``config`` uninterrupted into ``tmp/full``, and into ``tmp/killed`` stopped right
+    after RFT checkpoint ``n`` (as a kill would: a KeyboardInterrupt out of the trainer)."""
+    import pytest
+    from typer.testing import CliRunner
+
+    from rft.cli.main import app
+    from rft.config.run import load_config
+    from rft.train.callbacks import StopAfterSave
+    from rft.train.pipeline import run_training
+
+    full = tmp / "full"
+    res = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(full), "--no-progress"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    killed = tmp / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_training(
+            load_config(config, output_dir=killed), progress=False, extra_callbacks={"rft": [StopAfterSave(n)]}
+        )
+    return full, killed

@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import read_jsonl, tiny_config, write_config
+from helpers import full_and_killed_runs, read_jsonl, tiny_config, write_config
 from typer.testing import CliRunner
 
 from rft.cli.main import app
@@ -151,10 +151,7 @@ N = 2  # steps before the kill; the runs train 2N RFT steps
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    from rft.config.run import load_config
     from rft.models.resolve import create_tiny_model
-    from rft.train.callbacks import StopAfterSave
-    from rft.train.pipeline import run_training
 
     tmp = tmp_path_factory.mktemp("curriculum")
     model = create_tiny_model(tmp / "model")
@@ -173,14 +170,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     cfg["stages"]["rft"]["curriculum"] = {"enabled": True, "retire_after": 2, "never_solved_weight": 0.5}
     config = write_config(tmp, cfg)
 
-    full = tmp / "full"
-    res = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(full), "--no-progress"])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    killed = tmp / "killed"
-    with pytest.raises(KeyboardInterrupt):
-        run_training(
-            load_config(config, output_dir=killed), progress=False, extra_callbacks={"rft": [StopAfterSave(N)]}
-        )
+    full, killed = full_and_killed_runs(config, tmp, N)
     res = CliRunner().invoke(app, ["train", str(config), "--resume", str(killed), "--no-progress"])
     assert res.exit_code == 0, res.output + repr(res.exception)
     return {"full": full, "killed": killed}

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import REPO, read_jsonl, tiny_config, write_config
+from helpers import REPO, full_and_killed_runs, read_jsonl, tiny_config, write_config
 from typer.testing import CliRunner
 
 from rft.cli.main import app
@@ -36,24 +36,13 @@ def prompts_per_step(run: Path) -> dict[int, list[str]]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     """An uninterrupted 2N-step run, and a run killed after checkpoint N then resumed with the CLI."""
-    from rft.config.run import load_config
     from rft.models.resolve import create_tiny_model
-    from rft.train.callbacks import StopAfterSave
-    from rft.train.pipeline import run_training
 
     tmp = tmp_path_factory.mktemp("resume")
     model_dir = create_tiny_model(tmp / "model")
     config = make_config(tmp, model_dir)
 
-    full = tmp / "full"
-    res = CliRunner().invoke(app, ["train", str(config), "--output-dir", str(full), "--no-progress"])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-
-    killed = tmp / "killed"
-    with pytest.raises(KeyboardInterrupt):
-        run_training(
-            load_config(config, output_dir=killed), progress=False, extra_callbacks={"rft": [StopAfterSave(N)]}
-        )
+    full, killed = full_and_killed_runs(config, tmp, N)
     state = {
         "adapter_after_kill": (killed / "adapter").exists(),
         "steps_after_kill": sorted(prompts_per_step(killed)),
