@@ -242,6 +242,21 @@ def test_the_measured_winner_becomes_the_recommendation_and_the_config(tmp_path)
     jsonschema.validate(json.loads(json.dumps(advice.to_dict())), advice_schema())
 
 
+def test_a_lead_within_the_noise_of_the_held_out_rows_is_flagged(tmp_path):
+    advice, _ = _advice_for(tmp_path)
+    arms = {"sft": _arm("sft", 0.01, {"sft": 0.5}), "rft": _arm("rft", 0.0, {"rft": 2.0})}
+    close = PilotResult(
+        model="m", budget=PilotBudget("seconds", 60), eval_rows=100, arms=arms, winner="sft",
+        rule_recommendation="sft", agrees=True,
+    )  # fmt: skip
+    apply_pilots(advice, close)
+    assert any("within the noise of 100 rows" in w for w in advice.warnings)
+    advice2, _ = _advice_for(tmp_path)
+    arms["sft"] = _arm("sft", 0.7, {"sft": 0.5})
+    apply_pilots(advice2, PilotResult(**{**close.__dict__, "arms": arms}))
+    assert not any("noise" in w for w in advice2.warnings)
+
+
 def test_cost_from_the_probe_alone_estimates_rft_and_names_what_is_unmeasured(tmp_path):
     advice, gs = _advice_for(tmp_path)
     advice.probe = ProbeResult(model="m", rows=4, samples_per_row=4, max_new_tokens=8, seconds_per_completion=0.1)

@@ -14,6 +14,7 @@ rest. Model loading and evaluation are outside the budget (they are the same for
 
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import time
@@ -413,6 +414,21 @@ def _score(a: PilotArm) -> str:
     return f"{a.arm} pass rate {pr} (mean reward {mr}, {sum(a.steps.values())} steps)"
 
 
+def _lead(pilots: PilotResult) -> tuple[float, float] | None:
+    """The winner's pass-rate lead over the next arm, and two standard errors of that difference.
+
+    The noise bound is at least one row's worth (``1 / eval_rows``); None with one arm or no rows.
+    """
+    rates = sorted(((a.pass_rate, name) for name, a in pilots.arms.items() if a.pass_rate is not None), reverse=True)
+    n = pilots.eval_rows
+    if len(rates) < 2 or n <= 0 or pilots.arms[pilots.winner].pass_rate is None:
+        return None
+    p1 = pilots.arms[pilots.winner].pass_rate or 0.0
+    p2 = next(rate for rate, name in rates if name != pilots.winner)
+    se = math.sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)
+    return p1 - p2, max(2 * se, 1 / n)
+
+
 def apply_pilots(advice: Advice, pilots: PilotResult) -> None:
     """Make the measured winner the recommendation: a ``pilot/measured`` step, reasons, warnings."""
     win = pilots.arms[pilots.winner]
@@ -440,6 +456,13 @@ def apply_pilots(advice: Advice, pilots: PilotResult) -> None:
         advice.warnings.append(
             f"the rules recommended {pilots.rule_recommendation} but the pilots measured {pilots.winner} best "
             "at an equal budget; the recommendation follows the measurement"
+        )
+    lead = _lead(pilots)
+    if lead is not None and lead[0] <= lead[1]:
+        advice.warnings.append(
+            f"the winner {pilots.winner} leads the next arm by {lead[0]:.2f} in held-out pass rate, within the noise "
+            f"of {pilots.eval_rows} rows (±{lead[1]:.2f}, two standard errors): the pilots do not separate the arms; "
+            "raise --pilot-budget or --pilot-eval-rows before trusting the winner"
         )
     base = pilots.base or {}
     if base.get("pass_rate") is not None and win.pass_rate is not None and win.pass_rate <= (base["pass_rate"] or 0):
