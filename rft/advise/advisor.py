@@ -7,7 +7,10 @@ prose. The stages pass typed results, each with ``to_dict()`` for ``--json``:
 2. :func:`rft.advise.checks.check_verifiability` → :class:`~rft.advise.checks.Verifiability`
 3. :func:`rft.advise.probe.run_probe` (optional) → :class:`~rft.advise.probe.ProbeResult`
 4. :func:`rft.advise.rules.collect_signals` and :func:`rft.advise.rules.decide` → steps
-5. :func:`rft.advise.writer.write_config` (``--write-config``)
+5. :func:`rft.advise.pilots.run_pilots` (``--pilot``, optional) → :class:`~rft.advise.pilots.PilotResult`;
+   :func:`rft.advise.pilots.apply_pilots` makes the measured winner the recommendation
+6. :func:`rft.advise.cost.estimate_cost` → :class:`~rft.advise.cost.CostEstimate`
+7. :func:`rft.advise.writer.write_config` (``--write-config``)
 
 Rows are read by the one row model (:mod:`rft.data.rows`), as ``rft train`` reads them.
 
@@ -23,9 +26,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rft.advise.checks import Verifiability, check_verifiability, make_scorer
+from rft.advise.cost import CostEstimate, estimate_cost
 from rft.advise.probe import ProbeOptions, ProbeResult, run_probe
 from rft.advise.rules import Signal, Step, collect_signals, decide, warnings
 from rft.advise.stats import DatasetStats, as_examples, dataset_stats
@@ -33,6 +37,9 @@ from rft.advise.thresholds import THRESHOLDS
 from rft.core import GraderSet
 from rft.core.errors import ConfigError, DataError
 from rft.data import Example
+
+if TYPE_CHECKING:
+    from rft.advise.pilots import PilotResult
 
 __all__ = ["Advice", "advice_schema", "advise"]
 
@@ -57,6 +64,8 @@ class Advice:
     signals: list[Signal]
     warnings: list[str] = field(default_factory=list)
     inputs: dict[str, Any] = field(default_factory=dict)
+    pilot: PilotResult | None = None
+    cost: CostEstimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``rft advise --json`` (schema: ``rft/advise/advice.schema.json``)."""
@@ -71,6 +80,8 @@ class Advice:
             "verifiability": self.verifiability.to_dict(),
             "probe": self.probe.to_dict() if self.probe is not None else None,
             "signals": [s.to_dict() for s in self.signals],
+            "pilot": self.pilot.to_dict() if self.pilot is not None else None,
+            "cost": self.cost.to_dict() if self.cost is not None else None,
             "thresholds": dict(THRESHOLDS),
             "inputs": dict(self.inputs),
         }
@@ -138,7 +149,7 @@ def advise(
         pm = get_plugin_manager()
     signals = collect_signals(pm, examples, stats, verifiability=verif, probe=probe_result)
     steps = decide(stats, verif, probe_result, signals)
-    return Advice(
+    advice = Advice(
         recommendation=steps[-1].recommendation,
         branch=" > ".join(s.rule for s in steps),
         reasons=[f"{s.rule}: {s.because}" for s in steps]
@@ -151,3 +162,5 @@ def advise(
         warnings=warnings(stats, verif, probe_result),
         inputs=dict(inputs or {}),
     )
+    advice.cost = estimate_cost(advice, grader_set=grader_set)
+    return advice

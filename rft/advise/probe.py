@@ -1,27 +1,39 @@
 """Stage 3 of the advisor (optional): sample the base model and grade it with the same graders.
 
 K samples for N rows, rendered as training renders prompts and sampled as GRPO samples:
-pass@1, pass@K, mean reward, and the share of prompt groups with zero reward variance
-(no GRPO signal there).
+pass@1, pass@K, mean reward, the share of prompt groups with zero reward variance
+(no GRPO signal there), the learnable band (per prompt, the pass rate over K samples:
+the shares of prompts between 0 and 1, at 0 and at 1, and the group size that gives most
+prompts a signal) and the measured generation time (the cost estimate's basis without pilots).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rft.advise.checks import first_error, mean, n_errors, reward_bounds, score_samples
 from rft.advise.stats import as_examples
-from rft.advise.thresholds import PASS_FRACTION, r
+from rft.advise.thresholds import BAND_GROUP_SIZES, BAND_SIGNAL_FRACTION, PASS_FRACTION, r
 from rft.core import GraderSet, Sample
 from rft.core.errors import ConfigError
 from rft.core.text import percentile, shorten
 from rft.data import Example, prompt_for_generation
 
-__all__ = ["ProbeExample", "ProbeOptions", "ProbeResult", "load_probe_model", "pass_at_k", "run_probe"]
+__all__ = [
+    "LearnableBand",
+    "ProbeExample",
+    "ProbeOptions",
+    "ProbeResult",
+    "learnable_band",
+    "load_probe_model",
+    "pass_at_k",
+    "run_probe",
+]
 
 
 @dataclass
@@ -68,6 +80,71 @@ class ProbeExample:
 
 
 @dataclass
+class LearnableBand:
+    """Where the probed prompts sit for GRPO (the ``probe.band`` object of ``rft advise --json``).
+
+    A prompt whose K samples all fail (pass rate 0) or all pass (1) gives GRPO no signal:
+    every completion in its group gets the same advantage. Prompts in between do.
+
+    Attributes:
+        prompts: probed prompts.
+        samples_per_prompt: K.
+        pass_rates: per prompt, the share of its K samples that passed.
+        mixed_share: share of prompts with 0 < pass rate < 1 (GRPO has a signal).
+        zero_share: share at 0 (needs SFT or easier prompts).
+        one_share: share at 1 (nothing to learn).
+        signal_by_group_size: per group size G, the expected share of prompts whose group
+            of G samples has mixed outcomes, ``mean(1 - p^G - (1-p)^G)``.
+        num_generations: the smallest G reaching :data:`BAND_SIGNAL_FRACTION` of the best
+            expected share; None when no prompt has mixed outcomes (no G helps).
+    """
+
+    prompts: int
+    samples_per_prompt: int
+    pass_rates: list[float]
+    mixed_share: float
+    zero_share: float
+    one_share: float
+    signal_by_group_size: dict[str, float]
+    num_generations: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object."""
+        return asdict(self)
+
+
+def learnable_band(pass_counts: Sequence[int], k: int) -> LearnableBand:
+    """The learnable band from per-prompt pass counts out of ``k`` samples each.
+
+    >>> b = learnable_band([0, 0, 2, 4], 4)
+    >>> b.mixed_share, b.zero_share, b.one_share, b.num_generations
+    (0.25, 0.5, 0.25, 8)
+
+    Raises:
+        ConfigError: ``k`` < 1, no prompts, or a count outside [0, k].
+    """
+    if k < 1 or not pass_counts:
+        raise ConfigError("the learnable band needs at least 1 prompt and 1 sample per prompt", key="probe")
+    if any(c < 0 or c > k for c in pass_counts):
+        raise ConfigError(f"pass counts must lie in [0, {k}], got {list(pass_counts)}", key="probe")
+    n = len(pass_counts)
+    rates = [c / k for c in pass_counts]
+    signal = {g: sum(1.0 - p**g - (1.0 - p) ** g for p in rates) / n for g in BAND_GROUP_SIZES}
+    best = max(signal.values())
+    group = next((g for g in BAND_GROUP_SIZES if signal[g] >= BAND_SIGNAL_FRACTION * best), None) if best > 0 else None
+    return LearnableBand(
+        prompts=n,
+        samples_per_prompt=k,
+        pass_rates=[round(x, 4) for x in rates],
+        mixed_share=round(sum(0 < c < k for c in pass_counts) / n, 4),
+        zero_share=round(sum(c == 0 for c in pass_counts) / n, 4),
+        one_share=round(sum(c == k for c in pass_counts) / n, 4),
+        signal_by_group_size={str(g): round(v, 4) for g, v in signal.items()},
+        num_generations=group,
+    )
+
+
+@dataclass
 class ProbeResult:
     """What the probe measured (the ``probe`` object of ``rft advise --json``)."""
 
@@ -85,11 +162,15 @@ class ProbeResult:
     first_error: str | None = None
     mean_completion_words: float | None = None
     examples: list[ProbeExample] = field(default_factory=list)
+    band: LearnableBand | None = None
+    generation_s: float | None = None
+    seconds_per_completion: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object."""
         d = asdict(self)
         d["examples"] = [e.to_dict() for e in self.examples]
+        d["band"] = self.band.to_dict() if self.band is not None else None
         return d
 
 
@@ -195,6 +276,7 @@ def run_probe(
     torch.manual_seed(options.seed)
     if progress:
         progress(0, total)
+    t0 = time.perf_counter()
     for start in range(0, len(picked), per_batch):
         batch = encoded[start : start + per_batch]
         enc = tok.pad({"input_ids": batch}, padding=True, return_tensors="pt").to(device)
@@ -215,6 +297,7 @@ def run_probe(
         if progress:
             progress(min(total, (start + len(batch)) * k), total)
 
+    generation_s = time.perf_counter() - t0
     samples = [
         Sample(completion=c, item=e.row, prompt=e.prompt) for e, group in zip(picked, completions) for c in group
     ]
@@ -222,9 +305,11 @@ def run_probe(
     groups = [rewards[i * k : (i + 1) * k] for i in range(len(picked))]
     p1 = pk = 0.0
     zero_var = measured = 0
+    counts: list[int] = []
     for g in groups:
         vals = [x for x in g if x is not None]
         c = sum(x >= pass_score for x in vals)
+        counts.append(c)
         p1 += pass_at_k(k, c, 1)
         pk += pass_at_k(k, c, k)
         if len(vals) >= 2:
@@ -248,4 +333,7 @@ def run_probe(
             ProbeExample(prompt=shorten(e.prompt_text, 120), completion=shorten(group[0], 200), reward=r(groups[i][0]))
             for i, (e, group) in enumerate(zip(picked, completions))
         ][:3],
+        band=learnable_band(counts, k),
+        generation_s=r(generation_s, 3),
+        seconds_per_completion=r(generation_s / total, 5) if total else None,
     )

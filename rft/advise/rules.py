@@ -18,6 +18,7 @@ from rft.advise.checks import Verifiability
 from rft.advise.probe import ProbeResult
 from rft.advise.stats import DatasetStats
 from rft.advise.thresholds import (
+    BAND_MIN_MIXED_SHARE,
     GAMEABLE_RELATIVE_SCORE,
     JUDGE_MIN_ROWS,
     LABELED_MIN_SHARE,
@@ -259,6 +260,13 @@ def _probe_step(probe: ProbeResult, current: str, labeled: bool) -> Step | None:
         "PROBE_LOW_PASS": PROBE_LOW_PASS,
         "PROBE_HIGH_PASS": PROBE_HIGH_PASS,
     }
+    if probe.band is not None:
+        nums.update(
+            band_mixed_share=probe.band.mixed_share,
+            band_zero_share=probe.band.zero_share,
+            band_one_share=probe.band.one_share,
+            band_num_generations=probe.band.num_generations,
+        )
     k = probe.samples_per_row
     if p1 > PROBE_HIGH_PASS:
         return Step(
@@ -301,6 +309,33 @@ def _probe_step(probe: ProbeResult, current: str, labeled: bool) -> Step | None:
     )
 
 
+def _band_step(probe: ProbeResult, current: str, labeled: bool) -> Step | None:
+    """3b. The learnable band: an RFT recommendation whose prompts mostly never pass on any sample.
+
+    pass@1 can sit inside the learnable band while GRPO still sees almost no signal: when
+    prompts are all-or-nothing (every sample fails, or every sample passes), every group has
+    equal rewards. Labeled data whose prompts mostly fail outright gets an SFT warm start.
+    """
+    band = probe.band
+    if band is None or current not in ("rft", "rft_with_judge") or not labeled:
+        return None
+    if band.mixed_share >= BAND_MIN_MIXED_SHARE or band.zero_share <= band.one_share:
+        return None
+    return Step(
+        "probe/band",
+        "sft_then_rft",
+        f"only {band.mixed_share:.0%} of probed prompts have mixed outcomes over {band.samples_per_prompt} samples "
+        f"(< {BAND_MIN_MIXED_SHARE:.0%}); {band.zero_share:.0%} never pass: GRPO would see little signal, "
+        "so warm start with SFT on the references, then RFT",
+        {
+            "band_mixed_share": band.mixed_share,
+            "band_zero_share": band.zero_share,
+            "band_one_share": band.one_share,
+            "BAND_MIN_MIXED_SHARE": BAND_MIN_MIXED_SHARE,
+        },
+    )
+
+
 def decide(
     stats: DatasetStats,
     verifiability: Verifiability,
@@ -319,7 +354,9 @@ def decide(
     3. Probe (only with graders that passed their checks): pass@1 < :data:`PROBE_LOW_PASS`
        turns ``rft`` into ``sft_then_rft`` (labeled) or ``collect_labels`` (unlabeled:
        collect demonstrations); pass@1 > :data:`PROBE_HIGH_PASS` → ``none``; in between,
-       RFT is confirmed.
+       RFT is confirmed. Then the learnable band: labeled data with an RFT recommendation
+       whose probed prompts have mixed outcomes less often than :data:`BAND_MIN_MIXED_SHARE`,
+       mostly never passing → ``sft_then_rft``.
     4. Plugin signals: when every vote agrees, it decides.
     """
     n = stats.rows
@@ -335,6 +372,9 @@ def decide(
         step = _probe_step(probe, steps[-1].recommendation, labeled)
         if step is not None:
             steps.append(step)
+        band_step = _band_step(probe, steps[-1].recommendation, labeled)
+        if band_step is not None:
+            steps.append(band_step)
 
     votes = Counter(s.vote for s in signals if s.vote)
     if len(votes) == 1:

@@ -55,6 +55,15 @@ PROBE_LOW_PASS = 0.05
 PROBE_HIGH_PASS = 0.9
 #: Share of zero-variance prompt groups from which the probe warns that GRPO gets little signal.
 ZERO_SIGNAL_WARN_SHARE = 0.8
+#: Group sizes (num_generations) the learnable band compares.
+BAND_GROUP_SIZES = (2, 4, 8, 16)
+#: The band's num_generations is the smallest group size whose expected share of prompts
+#: with mixed outcomes reaches this fraction of the best one's (beyond it, more samples
+#: per prompt buy little).
+BAND_SIGNAL_FRACTION = 0.9
+#: Labeled data whose probed prompts have mixed outcomes (0 < pass rate < 1) less often than
+#: this, mostly because they never pass: GRPO would see almost no signal → SFT warm start first.
+BAND_MIN_MIXED_SHARE = 0.25
 #: Unlabeled, unverifiable data with at least this many prompts → RFT with a model judge;
 #: fewer → collect labels first.
 JUDGE_MIN_ROWS = 100

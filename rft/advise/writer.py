@@ -19,7 +19,7 @@ from rft.core.errors import ConfigError
 if TYPE_CHECKING:
     from rft.advise.advisor import Advice
 
-__all__ = ["DEFAULT_CONFIG_MODEL", "build_config", "num_generations", "write_config"]
+__all__ = ["DEFAULT_CONFIG_MODEL", "EVAL_SIZE", "build_config", "num_generations", "write_config"]
 
 #: Recommendations that lead to a training config, and the stages each one runs.
 _STAGES = {"sft": ("sft",), "rft": ("rft",), "sft_then_rft": ("sft", "rft")}
@@ -49,7 +49,10 @@ def _rel(path: str | Path, base: Path) -> str:
 
 
 def num_generations(probe: ProbeResult | None) -> int:
-    """Group size so that a prompt group holds a passing sample with probability ≥ 1/2."""
+    """Group size: the learnable band's (the one that gives most probed prompts mixed outcomes),
+    else one where a prompt group holds a passing sample with probability ≥ 1/2."""
+    if probe is not None and probe.band is not None and probe.band.num_generations is not None:
+        return int(min(16, max(2, probe.band.num_generations)))
     if probe is None or not probe.pass_at_1:
         return 8
     p = min(max(probe.pass_at_1, 1e-6), 0.999)
@@ -84,8 +87,17 @@ def _graders(advice: Advice, base: Path, grader_set: GraderSet | None, stages: t
     return graders
 
 
+#: Held-out share a written config carves out of the training rows when no eval file was given.
+EVAL_SIZE = 0.1
+
+
 def build_config(
-    advice: Advice, path: str | Path, *, grader_set: GraderSet | None = None, model: str | None = None
+    advice: Advice,
+    path: str | Path,
+    *,
+    grader_set: GraderSet | None = None,
+    model: str | None = None,
+    recommendation: str | None = None,
 ) -> dict[str, Any]:
     """A starting run config (the format of ``rft train``) for the recommendation.
 
@@ -93,13 +105,18 @@ def build_config(
     else the probe model, else :data:`DEFAULT_CONFIG_MODEL`; the graders are the advised
     ones (a path to the grader-set file, inlined when ``--plugin`` added plugins), else
     ``exact_match`` on an ``answer`` column; sizes come from the data and the probe
-    (group size from pass@1, completion length from the references or the probe).
+    (group size from the learnable band or pass@1, completion length from the references or
+    the probe); step counts cover the full data. Without an eval file, ``data.eval_size``
+    (:data:`EVAL_SIZE`) holds out rows so the run is measured.
+
+    Args:
+        recommendation: build for this recommendation instead of the advice's (a pilot arm).
 
     Raises:
         ConfigError: the recommendation has nothing to train yet (collect labels, add a
             model judge, or nothing to gain), or an RFT stage has no usable grader.
     """
-    rec = advice.recommendation
+    rec = recommendation or advice.recommendation
     if rec not in _STAGES:
         raise ConfigError(
             f"no training config for recommendation {rec!r}: {_NOTHING_TO_TRAIN[rec]}", key="--write-config"
@@ -118,6 +135,8 @@ def build_config(
     }
     if inputs.get("eval"):
         cfg["data"]["eval"] = _rel(inputs["eval"], base)
+    else:
+        cfg["data"]["eval_size"] = EVAL_SIZE
     if graders is not None:
         cfg["graders"] = graders
     labeled = stats.references.rows
@@ -142,6 +161,24 @@ def build_config(
     return cfg
 
 
+def _pilot_lines(advice: Advice) -> str:
+    """Header lines: the pilots' measured winner and the cost estimate, when there are any."""
+    lines = []
+    pilots = advice.pilot
+    if pilots is not None:
+        arms = ", ".join(
+            f"{name} {'n/a' if a.pass_rate is None else f'{a.pass_rate:.2f}'}" for name, a in pilots.arms.items()
+        )
+        lines.append(
+            f"# pilots at {pilots.budget.describe()} each (held-out pass rate): {arms}; winner {pilots.winner}"
+            + ("" if pilots.agrees else f" (the rules said {pilots.rule_recommendation})")
+        )
+    cost = advice.cost
+    if cost is not None and cost.total_s is not None and cost.recommendation == advice.recommendation:
+        lines.append(f"# estimated training time on the advising machine: {cost.total_s / 60:.1f} min (an estimate)")
+    return "".join(line + "\n" for line in lines)
+
+
 def write_config(
     advice: Advice, path: str | Path, *, grader_set: GraderSet | None = None, model: str | None = None
 ) -> Path:
@@ -164,6 +201,7 @@ def write_config(
         f"# Starting run config written by `rft advise` — recommendation: {advice.recommendation}\n"
         f"# branch: {advice.branch}\n"
         + "".join(f"#   {reason}\n" for reason in advice.reasons[:6])
+        + _pilot_lines(advice)
         + "# Check sizes (stages.*.trl) against your hardware, then: rft train "
         + f"{out.name} --dry-run\n"
     )

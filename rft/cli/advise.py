@@ -69,12 +69,38 @@ def advise(
             "--config-model", help="Model of the written config (default: --probe-model, else smollm2-135m-instruct)."
         ),
     ] = None,
+    pilot: Annotated[
+        bool,
+        typer.Option(
+            "--pilot",
+            help="Run short pilots of SFT, RFT and SFT → RFT on --probe-model at an equal budget, evaluate each on "
+            "the same held-out rows, and recommend the measured winner.",
+        ),
+    ] = False,
+    pilot_budget: Annotated[
+        str,
+        typer.Option(
+            "--pilot-budget",
+            help="Budget of each pilot arm: seconds (120s, 2m), tokens (20000 tokens) or steps (10 steps).",
+        ),
+    ] = "120s",
+    pilot_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--pilot-dir", help="Keep the pilots' configs and run directories here (default: a temporary directory)."
+        ),
+    ] = None,
+    pilot_eval_rows: Annotated[
+        int, typer.Option("--pilot-eval-rows", min=1, help="Held-out rows each pilot arm is evaluated on (at most).")
+    ] = 100,
 ) -> None:
     """Recommend SFT, RFT, SFT then RFT, RFT with a model judge, collecting labels, or nothing.
 
     Measures the data (references, labels, duplicates, reasoning indicators), checks the
     graders (do references score high, do degenerate outputs score low?) and, with
-    --probe-model, samples the base model. Prints the decision path with every number used.
+    --probe-model, samples the base model. With --pilot, trains each candidate briefly at an
+    equal budget and recommends what measured best. Prints the decision path with every
+    number used, and an estimate of the full run's training time.
     """
     from rft.advise.advisor import advise as run_advisor
     from rft.advise.probe import ProbeOptions
@@ -90,6 +116,13 @@ def advise(
         grader_set = grader_set_from_file(graders_file, plugins=plugins) if graders_file is not None else None
         if probe_model is not None and grader_set is None:
             fail("--probe-model grades the base model's samples: pass --graders too")
+        if pilot and (probe_model is None or grader_set is None):
+            fail("--pilot trains and evaluates --probe-model with the graders: pass --probe-model and --graders")
+        budget = None
+        if pilot:
+            from rft.advise.pilots import parse_budget
+
+            budget = parse_budget(pilot_budget)
         pm_plugins = (grader_set.spec or {}).get("plugins", plugins) if grader_set is not None else plugins
         pm = get_plugin_manager(pm_plugins)
         probe = None
@@ -112,6 +145,8 @@ def advise(
             result = run_advisor(rows, grader_set=grader_set, eval_rows=eval_rows, pm=pm, inputs=inputs)
         else:
             result = _advise_with_progress(rows, grader_set, eval_rows, probe, pm, inputs)
+        if budget is not None and grader_set is not None and probe_model is not None:
+            _pilots_with_progress(result, grader_set, budget, probe_model, pilot_dir, pilot_eval_rows)
     except RFTError as err:
         fail(str(err))
         return
@@ -143,6 +178,58 @@ def advise(
             Console(stderr=True).print(f"[bold red]error:[/] {escape(config_note['error'])}", highlight=False)
             raise typer.Exit(1)
         fail(config_note["error"], code=1)
+
+
+def _pilots_with_progress(
+    advice: Advice, grader_set: GraderSet, budget: Any, model: str, directory: Path | None, eval_rows: int
+) -> None:
+    """Run the pilots with a progress bar per arm, then follow the winner and re-estimate the cost."""
+    import shutil
+    import tempfile
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from rft.advise.cost import estimate_cost
+    from rft.advise.pilots import apply_pilots, pilot_arms, run_pilots
+
+    arms, _ = pilot_arms(advice, grader_set)
+    workdir = directory if directory is not None else Path(tempfile.mkdtemp(prefix="rft-pilots-"))
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}% of budget"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        ) as bar:
+            tasks = {arm: bar.add_task(f"pilot {arm}: waiting", total=1.0) for arm in arms}
+
+            def progress(arm: str, frac: float, status: str) -> None:
+                if frac >= 0:
+                    bar.update(tasks[arm], completed=frac, description=f"pilot {status}")
+                else:
+                    bar.update(tasks[arm], description=f"pilot {status}")
+
+            result = run_pilots(
+                advice,
+                grader_set,
+                budget=budget,
+                model=model,
+                directory=workdir,
+                eval_rows=eval_rows,
+                progress=progress,
+            )
+    finally:
+        if directory is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if directory is None:
+        for arm in result.arms.values():
+            arm.run_dir = None
+    apply_pilots(advice, result)
+    advice.cost = estimate_cost(advice, grader_set=grader_set)
 
 
 def _advise_with_progress(
@@ -288,9 +375,29 @@ def render(advice: dict[str, Any]) -> None:
         pt.add_row(f"pass@{p['samples_per_row']}", _pct(p["pass_at_k"]))
         pt.add_row("mean reward", _fmt(p["mean_reward"]))
         pt.add_row("zero-variance groups", _pct(p["zero_variance_share"]))
+        band = p.get("band")
+        if band:
+            pt.add_row(
+                "learnable band",
+                f"{_pct(band['mixed_share'])} of prompts with 0 < pass rate < 1 (GRPO signal), "
+                f"{_pct(band['zero_share'])} at 0 (need SFT or easier prompts), {_pct(band['one_share'])} at 1 "
+                "(nothing to learn)",
+            )
+            by_g = ", ".join(f"G={g}: {_pct(v)}" for g, v in band["signal_by_group_size"].items())
+            pt.add_row(
+                "num_generations",
+                f"{band['num_generations'] or '-'} (expected prompts with a signal: {by_g})",
+            )
+        if p.get("seconds_per_completion") is not None:
+            pt.add_row("generation time", f"{p['seconds_per_completion']:.3g} s per completion")
         for ex in p.get("examples") or []:
             pt.add_row("example", escape(f"{ex['prompt']} → {ex['completion']} (reward {_fmt(ex['reward'])})"))
         con.print(pt)
+
+    if advice.get("pilot"):
+        render_pilots(advice["pilot"], advice)
+    if advice.get("cost"):
+        _render_cost(advice["cost"])
 
     if advice["signals"]:
         s = Table(title="plugin signals")
@@ -308,3 +415,59 @@ def render(advice: dict[str, Any]) -> None:
 
     for w in advice["warnings"]:
         con.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+def render_pilots(pilot: dict[str, Any], advice: dict[str, Any] | None = None) -> None:
+    """Print the pilot table (the ``pilot`` object of ``--json``) and the winner next to the rules."""
+    from rich.table import Table
+
+    con = console()
+    budget = pilot["budget"]
+    amount = f"{budget['amount']:g} s" if budget["kind"] == "seconds" else f"{int(budget['amount'])} {budget['kind']}"
+    t = Table(title=f"pilots on {pilot['model']}: {amount} each, {pilot['eval_rows']} held-out rows")
+    for col in ("arm", "held-out pass rate", "mean reward", "steps", "train time", "wall time"):
+        t.add_column(col, overflow="fold")
+    base = pilot.get("base")
+    if base:
+        t.add_row("base model", _fmt(base["pass_rate"]), _fmt(base["mean_reward"]), "0", "-", "-")
+    for name, arm in pilot["arms"].items():
+        steps = " + ".join(f"{n} {stage}" for stage, n in arm["steps"].items())
+        label = f"[bold]{name}[/] (winner)" if name == pilot["winner"] else name
+        t.add_row(
+            label,
+            _fmt(arm["pass_rate"]),
+            _fmt(arm["mean_reward"]),
+            steps,
+            f"{arm['train_s']:.0f} s" + (" (budget)" if arm["stopped_by_budget"] else ""),
+            f"{arm['wall_s']:.0f} s",
+        )
+    for name, why in pilot.get("skipped", {}).items():
+        t.add_row(f"[dim]{name}[/]", "-", "-", "-", "-", f"[dim]skipped: {why}[/]")
+    con.print(t)
+    if pilot["agrees"]:
+        con.print(
+            f"measured winner [bold]{pilot['winner']}[/] = rule-based recommendation {pilot['rule_recommendation']}"
+        )
+    else:
+        con.print(
+            f"measured winner [bold]{pilot['winner']}[/] ≠ rule-based recommendation "
+            f"{pilot['rule_recommendation']}: [bold yellow]they disagree[/]; the recommendation follows the measurement"
+        )
+    con.print(f"pilots took {pilot['wall_s'] / 60:.1f} min")
+
+
+def _render_cost(cost: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    con = console()
+    parts = []
+    for stage, c in cost["stages"].items():
+        if c["step_s"] is None:
+            parts.append(f"{stage} {c['steps']} steps (step time not measured)")
+        else:
+            parts.append(f"{stage} {c['steps']} steps × {c['step_s']:.2f} s")
+    total = "unknown" if cost["total_s"] is None else f"≈ {cost['total_s'] / 60:.1f} min"
+    con.print(
+        f"estimated full-run training time ({cost['recommendation']}): {total} — {escape('; '.join(parts))}\n"
+        f"[dim]{escape(cost['note'])}[/]"
+    )

@@ -29,6 +29,7 @@ __all__ = [
     "informative_share",
     "read_jsonl",
     "reward_curves",
+    "rft_over_sft",
     "write_report",
 ]
 
@@ -231,6 +232,47 @@ def _fmt(x: Any) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _delta(after: Any, before: Any) -> float | None:
+    return None if after is None or before is None else float(after) - float(before)
+
+
+def rft_over_sft(results: dict[str, Any]) -> list[str]:
+    """Report lines: what the RFT stage added over the SFT checkpoint on held-out data.
+
+    From ``eval.json``'s ``sft`` and ``rft`` phases; empty unless both were evaluated. Warns
+    when RFT added nothing (neither the pass rate nor the mean reward went up).
+
+    >>> rft_over_sft({"sft": {"pass_rate": 0.5, "mean_reward": 1.0}, "rft": {"pass_rate": 0.5, "mean_reward": 0.9}})[2]
+    '**Warning: RFT added nothing over the SFT checkpoint** on held-out data (pass rate +0.000, mean reward -0.100): ...'
+    """
+    sft, rft = results.get("sft"), results.get("rft")
+    if not sft or not rft:
+        return []
+    dp = _delta(rft.get("pass_rate"), sft.get("pass_rate"))
+    dr = _delta(rft.get("mean_reward"), sft.get("mean_reward"))
+
+    def signed(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:+.3f}"
+
+    what = f"pass rate {signed(dp)}, mean reward {signed(dr)}"
+    lines = ["## What RFT added over the SFT checkpoint", ""]
+    measured = [d for d in (dp, dr) if d is not None]
+    if measured and all(d <= 0 for d in measured):
+        lines.append(
+            f"**Warning: RFT added nothing over the SFT checkpoint** on held-out data ({what}): "
+            "the RFT stage cost time without improving the result; compare against a longer SFT run "
+            "(`rft advise DATA --pilot` measures both at an equal budget) before keeping it."
+        )
+    else:
+        lines.append(
+            f"On {rft.get('n', '?')} held-out rows, RFT changed the SFT checkpoint's results by: {what} "
+            f"(pass rate {_fmt(sft.get('pass_rate'))} → {_fmt(rft.get('pass_rate'))}, "
+            f"mean reward {_fmt(sft.get('mean_reward'))} → {_fmt(rft.get('mean_reward'))})."
+        )
+    lines.append("")
+    return lines
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write ``rewards.png``, ``eval.png`` and ``report.md`` into a run directory."""
     run_dir = Path(run_dir)
@@ -262,6 +304,7 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["", f"{n} held-out rows per phase.", ""]
         if _plot_eval(results, run_dir / "eval.png"):
             lines += ["![eval](eval.png)", ""]
+        lines += rft_over_sft(results)
     curves = reward_curves(metrics)
     if curves:
         lines += ["## RFT rewards per grader", ""]
