@@ -134,3 +134,18 @@ def test_graders_get_the_prompt_training_gives_them(row):
     # the one row model: the same chat-message prompt as in training and evaluation
     assert idx == 0 and sample.prompt == [{"role": "user", "content": "1+1?"}]
     assert sample.prompt == to_example(row).prompt and "guess" not in sample.item
+
+
+def test_a_failing_formula_is_counted_shown_and_written(rows, tmp_path):
+    # `1 / zero` divides by a score of 0 on every row: no combined reward, and rft grade says why
+    (tmp_path / "plug.py").write_text(
+        "import rft\n\n@rft.grader\ndef zero(completion: str) -> float:\n    return 0.0\n"
+    )
+    (tmp_path / "g.yaml").write_text(
+        "plugins: [plug.py]\ngraders:\n  - name: zero\n  - name: exact_match\nformula: '1 / zero'\n"
+    )
+    out = tmp_path / "results.jsonl"
+    result = grade("--data", str(rows), "--field", "guess", "--graders", str(tmp_path / "g.yaml"), "--out", str(out))
+    assert "no combined reward for 6 sample(s) (formula_error 6)" in " ".join(result.output.split())
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(r["reward"] is None and r["reward_error"]["kind"] == "formula_error" for r in records)

@@ -215,6 +215,24 @@ def test_bridge_scores_each_batch_once_for_all_graders():
     assert ex.calls == 2
 
 
+def test_rollouts_say_why_a_formula_gave_no_reward(tmp_path):
+    from rft.scoring import make_executor
+    from rft.train.rewards import RewardBridge
+
+    gs = GraderSet([is_four, short], formula="is_four / short")  # short is 0 for "four": division by zero
+    with make_executor(gs, "local", inline=True, cache=False) as ex:
+        bridge = RewardBridge(gs, ex, rows=ROWS, rollouts_path=tmp_path / "rollouts.jsonl")
+        prompts = [[{"role": "user", "content": "2+2?"}]] * 2
+        completions = [[{"role": "assistant", "content": "4"}], [{"role": "assistant", "content": "four"}]]
+        rewards = bridge.reward_funcs()[0](
+            prompts=prompts, completions=completions, _rft_row=[0, 0], trainer_state=None
+        )
+    assert rewards[1] is None
+    recs = read_jsonl(tmp_path / "rollouts.jsonl")
+    assert "reward_error" not in recs[0]
+    assert recs[1]["reward"] is None and recs[1]["reward_error"]["kind"] == "formula_error"
+
+
 def test_formula_gives_one_combined_reward_plus_logged_graders():
     from rft.train.rewards import RewardBridge
 

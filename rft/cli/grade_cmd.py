@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, Sample
+from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, RewardError, Sample
 from rft.core.errors import ConfigError, DataError, RFTError
 from rft.core.text import percentile
 from rft.data import RowFields, to_example
@@ -306,6 +307,7 @@ def run_grade(
     options = ScoringOptions(executor=executor, num_workers=workers, address=address, error_budget=1.0)
     outcomes: list[dict[str, Outcome]] = [{} for _ in samples]
     rewards: list[float | None] = [None] * len(samples)
+    reward_errors: list[RewardError | None] = [None] * len(samples)
     parts = (
         chunks(keys, CHUNK)
         if keys is not None
@@ -320,8 +322,9 @@ def run_grade(
                     result = ex.score(batch, groups=[keys[i] for i in part])
                 else:
                     result = ex.score(batch)
-                for i, per, rew in zip(part, result.outcomes, result.rewards, strict=True):
+                for j, (i, per, rew) in enumerate(zip(part, result.outcomes, result.rewards, strict=True)):
                     outcomes[i], rewards[i] = per, rew
+                    reward_errors[i] = result.reward_errors[j] if j < len(result.reward_errors) else None
                 progress.advance(task, len(result.outcomes))
     except RFTError as err:
         con.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
@@ -359,18 +362,29 @@ def run_grade(
     valid = [r for r in rewards if r is not None]
     if valid:
         con.print(f"reward (combined): mean {statistics.fmean(valid):.3f} over {len(valid)} samples")
+    failed = [(idx, e) for (idx, _), e in zip(pairs, reward_errors) if e is not None]
+    if failed:  # a formula that failed is counted and shown, never a silent reward
+        by_kind = Counter(e.kind for _, e in failed)
+        idx, first = failed[0]
+        con.print(
+            f"[red]no combined reward for {len(failed)} sample(s)[/] "
+            f"({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))}); first: row {idx}: {escape(first.reason)}",
+            highlight=False,
+        )
 
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(out.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as fh:
-            for (idx, s), per, rew in zip(pairs, outcomes, rewards):
+            for (idx, s), per, rew, failed_reward in zip(pairs, outcomes, rewards, reward_errors):
                 rec = {
                     "row": idx,
                     "completion": s.completion,
                     "reward": rew,
                     "graders": {g: o.to_dict() for g, o in per.items()},
                 }
+                if failed_reward is not None:
+                    rec["reward_error"] = {"kind": failed_reward.kind, "reason": failed_reward.reason}
                 fh.write(json.dumps(rec, default=str) + "\n")
         tmp.replace(out)
         con.print(f"wrote {len(outcomes)} results to {out}")

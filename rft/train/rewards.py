@@ -399,4 +399,7 @@ class RewardBridge:
                         for gid, o in per.items()
                     },
                 }
+                failed = result.reward_errors[i] if i < len(result.reward_errors) else None
+                if failed is not None:  # why the formula gave no reward: shown, not just logged
+                    rec["reward_error"] = {"kind": failed.kind, "reason": failed.reason}
                 f.write(json.dumps(rec, default=str) + "\n")
