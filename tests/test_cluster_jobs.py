@@ -88,6 +88,14 @@ def rft(env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float
     return subprocess.run([str(BIN / "rft"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def submit(
+    head: tuple[str, dict[str, str]], project: Path, *args: str, timeout: float = 180
+) -> subprocess.CompletedProcess:
+    """``rft submit run.yaml --address URL ARGS…`` from the project's folder."""
+    url, env = head
+    return rft(env, "submit", "run.yaml", "--address", url, *args, cwd=project, timeout=timeout)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A config that names a data file and a grader-set file, which names a plugin file."""
@@ -114,19 +122,7 @@ def test_submit_stages_config_files_and_jobs_commands_read_it(head, project):
     # The job lists its working directory: the config, what it names (data, grader file, the
     # plugin the grader file names) and the --plugin file must be there; unrelated files not.
     check = "python -c \"import os; print('FILES', sorted(os.path.relpath(os.path.join(d, f)) for d, _, fs in os.walk('.') for f in fs))\""
-    r = rft(
-        env,
-        "submit",
-        "run.yaml",
-        "--address",
-        url,
-        "--plugin",
-        "extra_plugin.py",
-        "--command",
-        check,
-        "--wait",
-        cwd=project,
-    )
+    r = submit(head, project, "--plugin", "extra_plugin.py", "--command", check, "--wait")
     assert r.returncode == 0, r.stdout + r.stderr
     job_id = r.stdout.splitlines()[0].strip()
     assert "SUCCEEDED" in r.stdout
@@ -145,26 +141,14 @@ def test_submit_stages_config_files_and_jobs_commands_read_it(head, project):
 
 def test_failed_job_is_reported_failed_and_wait_exits_nonzero(head, project):
     url, env = head
-    r = rft(
-        env,
-        "submit",
-        "run.yaml",
-        "--address",
-        url,
-        "--command",
-        "python -c 'raise SystemExit(3)'",
-        "--wait",
-        cwd=project,
-    )
+    r = submit(head, project, "--command", "python -c 'raise SystemExit(3)'", "--wait")
     assert r.returncode == 1  # --wait mirrors the job's outcome in the exit code
     assert _status(env, url, r.stdout.splitlines()[0].strip()) == "FAILED"
 
 
 def test_stop_a_running_job(head, project):
     url, env = head
-    r = rft(
-        env, "submit", "run.yaml", "--address", url, "--command", "sleep 120", "--job-id", "rft-stop-me", cwd=project
-    )
+    r = submit(head, project, "--command", "sleep 120", "--job-id", "rft-stop-me")
     assert r.returncode == 0, r.stderr
     assert rft(env, "jobs", "stop", "rft-stop-me", "--address", url).returncode == 0
     deadline = time.monotonic() + 60
@@ -205,19 +189,7 @@ def test_submit_rft_train_writes_the_adapter(head, tmp_path):
         "scaling:\n  num_learners: 1\n  graders: {num_actors: 1, num_cpus: 0}\n"
     )
     run_dir = tmp_path / "run"  # absolute: storage the job's processes reach
-    r = rft(
-        env,
-        "submit",
-        "run.yaml",
-        "--address",
-        url,
-        "--output-dir",
-        str(run_dir),
-        "--train-arg=--no-progress",
-        "--wait",
-        cwd=project,
-        timeout=600,
-    )
+    r = submit(head, project, "--output-dir", str(run_dir), "--train-arg=--no-progress", "--wait", timeout=600)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     job_id = r.stdout.splitlines()[0].strip()
     assert _status(env, url, job_id) == "SUCCEEDED"
