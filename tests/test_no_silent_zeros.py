@@ -230,16 +230,17 @@ EVERY_PATH = {
     "graders": [
         {"name": "math", "time_limit": MATH_LIMIT},
         {"name": "code_exec"},
-        {"name": "code_exec", "id": "code_oneshot", "persistent": False, "time_limit": 1e-6},
         {"name": "unruly"},
     ],
     "formula": "1 / unruly",
     "plugins": [PLUGIN],
 }
 
-# completion → what each path must record
+# completion → what each path must record. (A one-shot sandbox out of time before its tests is
+# tested on its own above: on two busy cores, a worker preempted past a tiny wall limit may see
+# the harness finish first, which is a fair result but not the path under test.)
 EVERY_PATH_SAMPLES = [
-    ("\\boxed{4}", {"math": "score", "code_oneshot": "timeout"}),
+    ("\\boxed{4}", {"math": "score"}),
     (SLOW_MATH, {"math": "timeout"}),
     (KILL_HARNESS, {"code_exec": "infrastructure"}),
     ("", {"unruly": "score"}),  # unruly scores 0.0: the formula divides by zero
