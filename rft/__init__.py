@@ -13,7 +13,20 @@ Importing ``rft`` is light: torch, ray and trl load only when a command needs th
 
 from __future__ import annotations
 
-from rft.core import Grade, Grader, GraderEntry, GraderSet, Outcome, OutcomeKind, Sample, grader
+from rft.core import (
+    Environment,
+    Grade,
+    Grader,
+    GraderEntry,
+    GraderSet,
+    Outcome,
+    OutcomeKind,
+    Sample,
+    Tool,
+    environment,
+    grader,
+    tool,
+)
 from rft.core.errors import (
     ConfigError,
     DataError,
@@ -28,6 +41,10 @@ from rft.plugins import hookimpl
 __all__ = [
     "__version__",
     "grader",
+    "tool",
+    "environment",
+    "Environment",
+    "Tool",
     "Grade",
     "Grader",
     "GraderEntry",

@@ -159,6 +159,8 @@ def _learner_loop(config: dict[str, Any]) -> None:
 
     from rft.models.resolve import load_model
     from rft.train.callbacks import CheckpointMarker, MetricsWriter, TrainableCheck, quiet_console
+    from rft.train.chat_tools import ensure_tool_template
+    from rft.train.episodes import resolve_environment
     from rft.train.grpo import build_grpo_trainer
     from rft.train.pipeline import RunPaths
     from rft.train.rewards import RewardBridge
@@ -170,13 +172,17 @@ def _learner_loop(config: dict[str, Any]) -> None:
     paths = RunPaths(config["root"])
     examples = config["examples"]
     policy, tokenizer = load_model(config["model"], dtype=cfg.model.dtype)
+    executor = config["executor"]
+    # the environment is looked up here by name (plugin files load in this process), not shipped
+    environment = resolve_environment(cfg, executor.grader_set)
+    if environment is not None:
+        ensure_tool_template(tokenizer, cfg.environment.chat_template)
     lora = cfg.lora
     if cfg.sft is not None:  # continue the SFT adapter (trainable), as the in-process pipeline does
         from peft import PeftModel
 
         policy, lora = PeftModel.from_pretrained(policy, str(paths.stage_adapter("sft")), is_trainable=True), None
     rollouts = paths.rollouts if rank == 0 else paths.root / f"rollouts.rank{rank}.jsonl"
-    executor = config["executor"]
     bridge = RewardBridge(executor.grader_set, executor, rows=[e.row for e in examples], rollouts_path=rollouts)
     callbacks: list[Any] = [TrainableCheck("rft")]
     if rank == 0:  # one writer for the shared run directory
@@ -187,7 +193,9 @@ def _learner_loop(config: dict[str, Any]) -> None:
         "disable_tqdm": not (config["progress"] and rank == 0),
         "ddp_find_unused_parameters": False,
     }
-    trainer = build_grpo_trainer(policy, tokenizer, examples, bridge, trl_args=trl_args, lora=lora, callbacks=callbacks)
+    trainer = build_grpo_trainer(
+        policy, tokenizer, examples, bridge, trl_args=trl_args, lora=lora, callbacks=callbacks, environment=environment
+    )
     quiet_console(trainer, progress=config["progress"] and rank == 0)
     trainer.add_callback(RayTrainReportCallback())
     trainer = prepare_trainer(trainer)

@@ -29,6 +29,7 @@ from typing import Any
 from rft.config.fields import build_section, setting
 from rft.config.sections import (
     DataConfig,
+    EnvironmentSettings,
     EvalConfig,
     GuardSettings,
     LoraSettings,
@@ -119,6 +120,15 @@ class RunConfig:
             "save_strategy uses only those unless this key is set too; null: only TRL's save_steps."
         ),
         exclusiveMinimum=0,
+    )
+    environment: EnvironmentSettings | None = setting(
+        None,
+        help=(
+            "Agentic (multi-turn) RFT: the environment whose tools the model calls during rollouts and held-out "
+            "evaluation; graders see the whole trajectory (messages, tool_calls, state, episode). A string is "
+            "the environment's name."
+        ),
+        shorthand=True,
     )
     scaling: ScalingSettings | None = setting(
         None,
@@ -231,6 +241,8 @@ class RunConfig:
         out["checkpoint_minutes"] = self.checkpoint_minutes
         if self.scaling is not None:
             out["scaling"] = _plain(dataclasses.asdict(self.scaling))
+        if self.environment is not None:
+            out["environment"] = _plain(dataclasses.asdict(self.environment))
         if self.source:
             out["source"] = str(self.source)
         return out
@@ -350,6 +362,7 @@ def parse_config(
         guard=build_section(GuardSettings, raw["guard"] or {}) if "guard" in raw else None,
         checkpoint_minutes=raw.get("checkpoint_minutes", DEFAULT_CHECKPOINT_MINUTES),
         scaling=build_section(ScalingSettings, raw["scaling"]) if "scaling" in raw else None,
+        environment=_environment(raw.get("environment")),
     )
     cfg.data.train = cfg.resolve_path(cfg.data.train)
     if cfg.data.eval is not None:
@@ -358,6 +371,12 @@ def parse_config(
         _check_rft_batch(cfg, cfg.rft, where)
     _check_guard(cfg, where)
     return cfg
+
+
+def _environment(value: Any) -> EnvironmentSettings | None:
+    if value is None:
+        return None
+    return build_section(EnvironmentSettings, {"name": value} if isinstance(value, str) else value)
 
 
 def _check_guard(cfg: RunConfig, where: Any) -> None:

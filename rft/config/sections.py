@@ -20,6 +20,7 @@ __all__ = [
     "CurriculumSettings",
     "DataConfig",
     "DynamicSamplingSettings",
+    "EnvironmentSettings",
     "EvalConfig",
     "GUARD_CHECKS",
     "GraderPoolSettings",
@@ -211,6 +212,39 @@ class RFTStage(Section):
     )
     trl: dict[str, Any] = setting(
         help="Passed to trl.GRPOConfig (max_steps, learning_rate, beta, loss_type, …).", factory=dict
+    )
+
+
+@dataclass
+class EnvironmentSettings(Section):
+    """Agentic RFT: the environment whose tools the model calls (``environment:``; a string is its name)."""
+
+    KEY = "environment"
+
+    name: str = setting(
+        help=(
+            "A registered environment: @rft.environment in a plugin file the graders config lists under "
+            "`plugins:`, or one a plugin package registers (rft_register_environments)."
+        ),
+        minLength=1,
+    )
+    max_turns: int | None = setting(
+        None,
+        help="Rounds of tool calls per episode (one more reply follows the last); null: the environment's.",
+        minimum=1,
+    )
+    tool_timeout: float | None = setting(
+        None,
+        help="Seconds per tool call for tools without their own timeout; null: the environment's.",
+        exclusiveMinimum=0,
+    )
+    chat_template: str = setting(
+        "auto",
+        help=(
+            "How prompts render tools: auto (the model's template when it renders tools, else ChatML with tools "
+            "for a ChatML model such as SmolLM2), model, chatml, or a path to a .jinja file."
+        ),
+        minLength=1,
     )
 
 
@@ -495,4 +529,5 @@ SECTIONS: tuple[type[Section], ...] = (
     ScoringOptions,
     GraderPoolSettings,
     ScalingSettings,
+    EnvironmentSettings,
 )

@@ -39,6 +39,17 @@ def rft_register_graders(register: Callable[..., Any]) -> None:
     """
 
 
+@hookspec
+def rft_register_environments(register: Callable[..., Any]) -> None:
+    """Register environments for agentic (multi-turn) RFT.
+
+    Call ``register(env, name=None)`` once per environment, where ``env`` is an
+    :class:`rft.Environment` (e.g. made with ``@rft.environment``). A plugin file without
+    this hook contributes its module-level environments by itself. Two plugins registering
+    the same name is an error naming both. Return value is ignored.
+    """
+
+
 # ---------------------------------------------------------------------------
 # advising: called by `rft advise`
 # ---------------------------------------------------------------------------

@@ -101,6 +101,14 @@ def summarize(grader_set: GraderSet, result: Any, *, threshold: float) -> dict[s
     return out
 
 
+def _trajectory(sample: Sample) -> dict[str, Any]:
+    """An episode's messages and summary, for the eval samples (empty for single-turn rows)."""
+    episode = getattr(sample, "episode", None)
+    if episode is None:
+        return {}
+    return {"completion_messages": sample.completion_messages, "episode": episode}
+
+
 def _mean(xs: Sequence[float]) -> float | None:
     return (math.fsum(xs) / len(xs)) if xs else None
 
@@ -118,8 +126,12 @@ def evaluate(
     progress: bool = True,
     desc: str = "eval",
     keep_samples: int | None = None,
+    environment: Any = None,
 ) -> dict[str, Any]:
     """Generate on held-out examples and score them with the graders.
+
+    With an ``environment`` (agentic RFT) each row is one greedy episode
+    (:func:`rft.train.episodes.run_episodes`) and graders see the whole trajectory.
 
     Graders see each completion as in training: TRL reward functions get it in the row's
     format with ``completion_ids`` (the tokenizer's encoding of the completion text).
@@ -133,27 +145,48 @@ def evaluate(
         phases can be compared row by row (``rft view``'s Evals).
     """
     examples = list(examples)[: settings.max_rows] if settings.max_rows else list(examples)
-    completions = generate(
-        model,
-        tokenizer,
-        [e.prompt for e in examples],
-        max_new_tokens=max_new_tokens,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature,
-        batch_size=settings.batch_size,
-        seed=seed,
-        progress=progress,
-        desc=desc,
-        tools=[e.tools for e in examples],
-    )
-    samples = [
-        Sample(completion=c, item=e.row, prompt=e.prompt, conversational=row_is_conversational(e.row))
-        for c, e in zip(completions, examples, strict=True)
-    ]
+    if environment is not None:
+        from rft.train.episodes import run_episodes
+
+        samples = run_episodes(
+            model,
+            tokenizer,
+            environment,
+            [e.prompt for e in examples],
+            [e.row for e in examples],
+            max_new_tokens=max_new_tokens,
+            batch_size=settings.batch_size,
+            seed=seed,
+            progress=progress,
+            desc=desc,
+        )
+        completions = [s.completion for s in samples]
+    else:
+        completions = generate(
+            model,
+            tokenizer,
+            [e.prompt for e in examples],
+            max_new_tokens=max_new_tokens,
+            do_sample=settings.do_sample,
+            temperature=settings.temperature,
+            batch_size=settings.batch_size,
+            seed=seed,
+            progress=progress,
+            desc=desc,
+            tools=[e.tools for e in examples],
+        )
+        samples = [
+            Sample(completion=c, item=e.row, prompt=e.prompt, conversational=row_is_conversational(e.row))
+            for c, e in zip(completions, examples, strict=True)
+        ]
     if any(entry.grader.trl_style for entry in grader_set):  # TRL functions get completion_ids, as in training
         add_completion_ids(samples, tokenizer)
     result = executor.score(samples)
     summary = summarize(grader_set, result, threshold=settings.pass_threshold)
+    if environment is not None:
+        from rft.train.episodes import episode_stats
+
+        summary["episodes"] = episode_stats(samples)
     keep = len(examples) if keep_samples is None else keep_samples
     summary["samples"] = [
         {
@@ -162,6 +195,7 @@ def evaluate(
             "completion": c,
             "reward": result.rewards[i],
             "scores": {gid: o.score for gid, o in result.outcomes[i].items()},
+            **_trajectory(samples[i]),
         }
         for i, (e, c) in enumerate(zip(examples[:keep], completions[:keep], strict=True))
     ]

@@ -30,6 +30,7 @@ def build_grpo_trainer(
     dynamic_sampling: Any = None,
     curriculum: Any = None,
     pass_threshold: float = 1.0,
+    environment: Any = None,
 ) -> Any:
     """A GRPO trainer with one reward function per grader.
 
@@ -42,13 +43,24 @@ def build_grpo_trainer(
         curriculum: ``stages.rft.curriculum`` (:class:`rft.config.sections.CurriculumSettings`).
         pass_threshold: a completion passes (for the curriculum) when its combined reward is
             >= this; the pipeline passes ``eval.pass_threshold``.
+        environment: an :class:`rft.Environment` for multi-turn rollouts (agentic RFT): TRL's
+            ``environment_factory`` runs its episodes (:mod:`rft.train.episodes`), up to its
+            ``max_turns`` rounds of tool calls; the tokenizer must render tools
+            (:func:`rft.train.chat_tools.ensure_tool_template`).
     """
     from trl import GRPOConfig
 
     from rft.train.trainer import RFTGRPOTrainer
 
     dataset = grpo_dataset(list(examples), tokenizer)
-    args = GRPOConfig(**{**trl_args, "reward_weights": bridge.reward_weights})
+    extra: dict[str, Any] = {}
+    env_kwargs: dict[str, Any] = {}
+    if environment is not None:
+        from rft.train.episodes import trl_environment_factory
+
+        extra["max_tool_calling_iterations"] = environment.max_turns
+        env_kwargs["environment_factory"] = trl_environment_factory(environment, bridge.rows)
+    args = GRPOConfig(**{**trl_args, **extra, "reward_weights": bridge.reward_weights})
     bridge.use_trl_args(args)  # group size and advantage scaling, for group graders and advantage shares
     reward_funcs: list[Any] = list(bridge.reward_funcs())  # callables TRL names by ``__name__``
     return RFTGRPOTrainer(
@@ -62,4 +74,5 @@ def build_grpo_trainer(
         dynamic_sampling=dynamic_sampling,
         curriculum=curriculum,
         pass_threshold=pass_threshold,
+        **env_kwargs,
     )

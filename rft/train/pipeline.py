@@ -88,6 +88,7 @@ class Plan:
     model: Any  # rft.models.resolve.ResolvedModel
     stages: list[str]
     notes: list[str] = field(default_factory=list)
+    environment: Any = None  # rft.Environment of agentic RFT, or None
 
     def to_dict(self) -> dict[str, Any]:
         cfg = self.config
@@ -127,6 +128,8 @@ class Plan:
         }
         if cfg.guard is not None:
             d["guard"] = {"action": cfg.guard.action, "checks": list(cfg.guard.checks)}
+        if self.environment is not None:
+            d["environment"] = self.environment.describe()
         if cfg.model.gguf_file or self.model.gguf_file:
             d["model"]["gguf_file"] = self.model.gguf_file
         if "sft" in self.stages:
@@ -190,7 +193,18 @@ def make_plan(cfg: RunConfig, *, create_model: bool = False) -> Plan:
         model = resolve_model(cfg.model.name, base_dir=cfg.base_dir, gguf_file=cfg.model.gguf_file, create=create_model)
     except ConfigError as err:
         raise ConfigError(str(err).split(": ", 1)[-1], file=cfg.source, key="model") from err
-    return Plan(config=cfg, splits=splits, grader_set=grader_set, model=model, stages=stages, notes=notes)
+    from rft.train.episodes import resolve_environment
+
+    environment = resolve_environment(cfg, grader_set)
+    return Plan(
+        config=cfg,
+        splits=splits,
+        grader_set=grader_set,
+        model=model,
+        stages=stages,
+        notes=notes,
+        environment=environment,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -328,6 +342,7 @@ def run_training(
                 seed=cfg.seed,
                 progress=progress,
                 desc=f"eval {name}",
+                environment=plan.environment,
             )
 
         def record_eval(name: str, summary: dict[str, Any]) -> None:
@@ -342,6 +357,13 @@ def run_training(
             record_eval(name, _evaluate(model, name))
 
         model, tokenizer = load_model(plan.model, dtype=cfg.model.dtype)
+        if plan.environment is not None and cfg.environment is not None:
+            from rft.train.chat_tools import ensure_tool_template
+
+            ensure_tool_template(tokenizer, cfg.environment.chat_template)
+            tools = plan.environment.schemas()
+            for e in [*splits.train, *splits.eval]:  # SFT traces and prompts show the environment's tools
+                e.tools = e.tools or tools
         run_eval("base", model, tokenizer)
 
         # -- SFT ---------------------------------------------------------------
@@ -444,6 +466,7 @@ def run_training(
                     dynamic_sampling=cfg.rft.dynamic_sampling,
                     curriculum=cfg.rft.curriculum,
                     pass_threshold=cfg.eval.pass_threshold,
+                    environment=plan.environment,
                     callbacks=[
                         *cadence_callbacks(cfg, "rft"),
                         *watch.callbacks,  # before CheckpointMarker: the guard state is in place before the marker

@@ -46,6 +46,7 @@ from typing import Any
 from rft.core import GraderSet, Sample
 from rft.core.parsing import completion_text
 from rft.data import ROW_INDEX, RowFields
+from rft.train.episodes import trajectory_sample
 
 logger = logging.getLogger(__name__)
 
@@ -282,13 +283,16 @@ class RewardBridge:
 
         Each sample keeps what TRL passed: the completion as messages (conversational rows),
         its ``completion_ids`` and a snapshot of ``trainer_state``, so TRL reward functions
-        among the graders get exactly that.
+        among the graders get exactly that. With an environment, TRL passes each
+        completion's episode (``environments``): the sample is the whole trajectory, with the
+        episode's state and summary (:func:`rft.train.episodes.trajectory_sample`).
         """
         state = kwargs.get("trainer_state")
         step = int(state.global_step) if state is not None else None
         snapshot = trainer_state_snapshot(state)
         ids = kwargs.get("completion_ids")
         columns = {k: v for k, v in kwargs.items() if k not in _TRL_KWARGS}
+        episodes = kwargs.get("environments")  # TRL's episode per completion, with an environment
         out = []
         for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
             if self.rows is not None and ROW_INDEX in columns:
@@ -299,6 +303,19 @@ class RewardBridge:
                 conversational = None
             if conversational is None:
                 conversational = isinstance(prompt, list)
+            if episodes is not None and isinstance(completion, list):  # a multi-turn episode (agentic RFT)
+                out.append(
+                    trajectory_sample(
+                        list(prompt),
+                        [dict(m) for m in completion],
+                        episodes[i],
+                        item=item,
+                        step=step,
+                        completion_ids=[int(t) for t in ids[i]] if ids is not None else None,
+                        trainer_state=snapshot,
+                    )
+                )
+                continue
             out.append(
                 Sample(
                     completion=completion_text(completion),
@@ -399,6 +416,11 @@ class RewardBridge:
                         for gid, o in per.items()
                     },
                 }
+                episode = getattr(sample, "episode", None)
+                if episode is not None:  # a multi-turn episode: the whole trajectory, its summary and state
+                    rec["completion_messages"] = sample.completion_messages
+                    rec["episode"] = episode
+                    rec["state"] = sample.state
                 failed = result.reward_errors[i] if i < len(result.reward_errors) else None
                 if failed is not None:  # why the formula gave no reward: shown, not just logged
                     rec["reward_error"] = {"kind": failed.kind, "reason": failed.reason}

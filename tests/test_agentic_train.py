@@ -1,0 +1,208 @@
+"""Agentic RFT end to end on a tiny model: TRL's multi-turn rollouts with an environment's tools.
+
+The tiny random model cannot call tools by itself, so its ``generate`` is scripted: on a prompt
+without a tool result it calls a tool named by the question, after a tool result it answers
+with what the tool returned. Everything else is the real path: TRL's environment_factory and
+tool loop (parsing, tool calls, ``tool`` messages, ``tool_mask``), our episodes, graders on
+the trajectory, rollouts.jsonl and the held-out episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import read_jsonl, write_config
+
+from rft.config import load_config
+from rft.train.pipeline import run_training
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+
+PLUGIN = textwrap.dedent(
+    '''
+    import time
+    import rft
+
+    @rft.tool(timeout=0.3)
+    def lookup(item: str, state: dict) -> int:
+        """The stock count of an item.
+
+        Args:
+            item: the item's name.
+        """
+        state["looked_up"].append(item)
+        return state["stock"][item]
+
+    @rft.tool(timeout=0.3)
+    def recount(item: str) -> int:
+        """Count an item again, slowly.
+
+        Args:
+            item: the item's name.
+        """
+        time.sleep(10)
+        return 0
+
+    def answered(state, messages):
+        return str(state["stock"].get(state["item"])) in (messages[-1].get("content") or "")
+
+    @rft.environment(tools=[lookup, recount], max_turns=2, success=answered)
+    def inventory(row):
+        """Stock counts, different in every row."""
+        return {"stock": dict(row["stock"]), "item": row["item"], "looked_up": []}
+
+    @rft.grader
+    def looked_up_the_item(tool_calls, state, item) -> float:
+        """1 when the trajectory's first tool call asked for the row's item (and the state saw it)."""
+        first = tool_calls[0]["function"] if tool_calls else {}
+        return float(first.get("arguments", {}).get("item") == item and item in state["looked_up"])
+    '''
+)
+
+ROWS = [
+    {"prompt": "How many apples are in stock?", "item": "apple", "stock": {"apple": 7, "pear": 3}},
+    {"prompt": "How many pears are in stock?", "item": "pear", "stock": {"apple": 1, "pear": 4}},
+    {"prompt": "How many plums are in stock?", "item": "plum", "stock": {"apple": 2}},  # lookup raises
+    {"prompt": "Recount the figs, how many?", "item": "fig", "stock": {"fig": 5}},  # recount hangs
+]
+
+
+def scripted_reply(text: str) -> str:
+    """The scripted policy: call a tool for the question's item, then answer with the result."""
+    results = re.findall(r"<tool_response>\n(.*?)\n</tool_response>", text, re.DOTALL)
+    if results:
+        return f"There are {results[-1]} in stock."
+    item = re.findall(r"How many (\w+?)s are|Recount the (\w+?)s", text)[-1]
+    name, arg = ("lookup", item[0]) if item[0] else ("recount", item[1])
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {{"item": "{arg}"}}}}\n</tool_call>'
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from rft.models.resolve import create_tiny_model
+
+    return create_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from rft.train.trainer import RFTGRPOTrainer
+
+    tmp = tmp_path_factory.mktemp("agent")
+    (tmp / "env.py").write_text(PLUGIN)
+    with (tmp / "train.jsonl").open("w") as f:
+        for row in ROWS:
+            f.write(json.dumps(row) + "\n")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+
+    def generate(self, input_ids=None, attention_mask=None, **kwargs):
+        pad = tok.pad_token_id
+        replies = []
+        for row in input_ids.tolist():
+            text = tok.decode([t for t in row if t != pad], skip_special_tokens=False)
+            replies.append(tok(scripted_reply(text), add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+        width = max(len(r) for r in replies)
+        new = torch.tensor([r + [pad] * (width - len(r)) for r in replies], device=input_ids.device)
+        return torch.cat([input_ids, new], dim=1)
+
+    captured: list[dict[str, Any]] = []
+    original = RFTGRPOTrainer._generate_and_score_completions
+
+    def capture(self, inputs):
+        out = original(self, inputs)
+        captured.append({k: v for k, v in out.items() if k in ("completion_ids", "completion_mask", "tool_mask")})
+        return out
+
+    cfg = {
+        "model": f"tiny:{tiny_model}",
+        "output_dir": str(tmp / "run"),
+        "data": {"train": str(tmp / "train.jsonl"), "eval": str(tmp / "train.jsonl")},
+        "graders": {
+            "plugins": [str(tmp / "env.py")],
+            "graders": [{"name": "task_success"}, {"name": "looked_up_the_item", "weight": 0.5}],
+        },
+        "environment": "inventory",
+        "scoring": {"executor": "local", "inline": True, "error_budget": 1.0},
+        "lora": {"r": 4, "alpha": 8},
+        "stages": {
+            "rft": {
+                "num_generations": 2,
+                "max_completion_length": 96,
+                "trl": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
+            }
+        },
+        "eval": {"max_rows": 4, "max_new_tokens": 48, "batch_size": 4},
+    }
+    mp = pytest.MonkeyPatch()
+    mp.setattr(LlamaForCausalLM, "generate", generate)
+    mp.setattr(RFTGRPOTrainer, "_generate_and_score_completions", capture)
+    try:
+        results = run_training(load_config(write_config(tmp, cfg)), progress=False)
+    finally:
+        mp.undo()
+    return {"root": tmp / "run", "results": results, "captured": captured, "tok": tok}
+
+
+def test_rollouts_are_whole_trajectories_with_tool_results(agent_run):
+    recs = read_jsonl(agent_run["root"] / "rollouts.jsonl")
+    assert len(recs) == 2 * 4  # 2 steps × 2 prompts × 2 generations
+    apple = next(r for r in recs if "apples" in json.dumps(r["prompt"]))
+    roles = [m["role"] for m in apple["completion_messages"]]
+    assert roles == ["assistant", "tool", "assistant"]
+    call = apple["completion_messages"][0]["tool_calls"][0]["function"]
+    assert call == {"name": "lookup", "arguments": {"item": "apple"}}
+    assert apple["completion_messages"][1]["content"] == "7"
+    assert apple["completion"] == "There are 7 in stock."
+    assert apple["episode"]["success"] is True and apple["episode"]["tool_calls"] == 1
+    assert apple["state"]["looked_up"] == ["apple"]
+    assert apple["graders"]["task_success"]["score"] == 1.0
+    assert apple["graders"]["looked_up_the_item"]["score"] == 1.0
+
+
+def test_a_raising_and_a_hanging_tool_answer_the_model_and_are_counted(agent_run):
+    recs = read_jsonl(agent_run["root"] / "rollouts.jsonl")
+    by_item = {r["state"]["item"]: r for r in recs}
+    plum, fig = by_item["plum"], by_item["fig"]
+    assert plum["completion_messages"][1]["content"].startswith("error: tool 'lookup' raised KeyError")
+    assert plum["episode"]["tool_errors"] == 1 and plum["episode"]["success"] is False
+    assert plum["graders"]["task_success"]["score"] == 0.0  # a failed task, scored: not an error
+    assert fig["completion_messages"][1]["content"] == "error: tool 'recount' did not return within 0.3s"
+    assert fig["episode"]["calls"][0]["error"] == "timeout"
+
+
+def test_tool_result_tokens_are_masked_out_of_the_loss(agent_run):
+    tok = agent_run["tok"]
+    assert agent_run["captured"], "no generation batch was captured"
+    batch = agent_run["captured"][0]
+    ids, cmask, tmask = batch["completion_ids"], batch["completion_mask"], batch["tool_mask"]
+    for row in range(ids.shape[0]):
+        real = cmask[row].bool()
+        model_text = tok.decode(ids[row][real & tmask[row].bool()])
+        env_text = tok.decode(ids[row][real & ~tmask[row].bool()])
+        # the environment's tokens are exactly the tool turn the chat template wrote
+        assert re.fullmatch(
+            r"<\|im_start\|>user\n<tool_response>\n.*\n</tool_response><\|im_end\|>\n<\|im_start\|>assistant\n",
+            env_text,
+            re.DOTALL,
+        ), env_text
+        # the model's tokens are its tool call and its answer, nothing of the result
+        assert "<tool_call>" in model_text and "tool_response" not in model_text
+        assert model_text.rstrip().endswith("in stock.<|im_end|>")
+
+
+def test_held_out_episodes_report_task_success(agent_run):
+    ev = json.loads((agent_run["root"] / "eval.json").read_text())
+    for phase in ("base", "rft"):
+        eps = ev[phase]["episodes"]
+        assert eps["episodes"] == 4 and eps["success_rate"] == 0.5  # apple and pear; plum and fig fail
+        assert eps["tool_errors"] == 2 and eps["mean_tool_calls"] == 1.0
+    sample = ev["base"]["samples"][0]
+    assert [m["role"] for m in sample["completion_messages"]] == ["assistant", "tool", "assistant"]
