@@ -54,21 +54,21 @@ PLUGIN = textwrap.dedent(
     @rft.environment(tools=[lookup, recount], max_turns=2, success=answered)
     def inventory(row):
         """Stock counts, different in every row."""
-        return {"stock": dict(row["stock"]), "item": row["item"], "looked_up": []}
+        return {"stock": dict(row["stock"]), "item": row["product"], "looked_up": []}
 
     @rft.grader
-    def looked_up_the_item(tool_calls, state, item) -> float:
-        """1 when the trajectory's first tool call asked for the row's item (and the state saw it)."""
+    def looked_up_the_item(tool_calls, state, product) -> float:
+        """1 when the trajectory's first tool call asked for the row's product (and the state saw it)."""
         first = tool_calls[0]["function"] if tool_calls else {}
-        return float(first.get("arguments", {}).get("item") == item and item in state["looked_up"])
+        return float(first.get("arguments", {}).get("item") == product and product in state["looked_up"])
     '''
 )
 
 ROWS = [
-    {"prompt": "How many apples are in stock?", "item": "apple", "stock": {"apple": 7, "pear": 3}},
-    {"prompt": "How many pears are in stock?", "item": "pear", "stock": {"apple": 1, "pear": 4}},
-    {"prompt": "How many plums are in stock?", "item": "plum", "stock": {"apple": 2}},  # lookup raises
-    {"prompt": "Recount the figs, how many?", "item": "fig", "stock": {"fig": 5}},  # recount hangs
+    {"prompt": "How many apples are in stock?", "product": "apple", "stock": {"apple": 7, "pear": 3}},
+    {"prompt": "How many pears are in stock?", "product": "pear", "stock": {"apple": 1, "pear": 4}},
+    {"prompt": "How many plums are in stock?", "product": "plum", "stock": {"apple": 2}},  # lookup raises
+    {"prompt": "Recount the figs, how many?", "product": "fig", "stock": {"fig": 5}},  # recount hangs
 ]
 
 
@@ -135,7 +135,7 @@ def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
         "stages": {
             "rft": {
                 "num_generations": 2,
-                "max_completion_length": 96,
+                "max_completion_length": 256,
                 "trl": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
             }
         },
@@ -154,7 +154,7 @@ def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
 def test_rollouts_are_whole_trajectories_with_tool_results(agent_run):
     recs = read_jsonl(agent_run["root"] / "rollouts.jsonl")
     assert len(recs) == 2 * 4  # 2 steps × 2 prompts × 2 generations
-    apple = next(r for r in recs if "apples" in json.dumps(r["prompt"]))
+    apple = next(r for r in recs if r["state"]["item"] == "apple")
     roles = [m["role"] for m in apple["completion_messages"]]
     assert roles == ["assistant", "tool", "assistant"]
     call = apple["completion_messages"][0]["tool_calls"][0]["function"]
@@ -187,9 +187,10 @@ def test_tool_result_tokens_are_masked_out_of_the_loss(agent_run):
         real = cmask[row].bool()
         model_text = tok.decode(ids[row][real & tmask[row].bool()])
         env_text = tok.decode(ids[row][real & ~tmask[row].bool()])
-        # the environment's tokens are exactly the tool turn the chat template wrote
+        # the environment's tokens are exactly the tool turn the chat template wrote (after the
+        # newline that ends the assistant's turn)
         assert re.fullmatch(
-            r"<\|im_start\|>user\n<tool_response>\n.*\n</tool_response><\|im_end\|>\n<\|im_start\|>assistant\n",
+            r"\n?<\|im_start\|>user\n<tool_response>\n.*\n</tool_response><\|im_end\|>\n<\|im_start\|>assistant\n",
             env_text,
             re.DOTALL,
         ), env_text

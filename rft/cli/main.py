@@ -6,7 +6,7 @@ importing them here, in this order, is what makes them (and the help's order) ap
 
 from __future__ import annotations
 
-from rft.cli import advise, cluster, grading, judges, train, view  # noqa: F401  (each registers its commands)
+from rft.cli import advise, cluster, environments, grading, judges, train, view  # noqa: F401  (each registers its commands)
 from rft.cli.app import app
 
 __all__ = ["app", "main"]

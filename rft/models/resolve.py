@@ -38,11 +38,14 @@ _CORPUS = [
 ]
 
 
-def create_tiny_model(path: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+def create_tiny_model(
+    path: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0, max_positions: int = 2048
+) -> Path:
     """Write a tiny random Llama model and a locally built tokenizer to ``path``.
 
     For tests and CI: seconds to build, no download. The tokenizer is a byte-level BPE
-    trained on a small built-in corpus, with a ChatML chat template.
+    trained on a small built-in corpus, with a ChatML chat template. ``max_positions`` is
+    the context length (rotary: no parameters; long enough for prompts with tool schemas).
 
     Returns:
         the directory, loadable with ``AutoModelForCausalLM.from_pretrained``.
@@ -75,7 +78,7 @@ def create_tiny_model(path: str | Path, *, hidden_size: int = 64, num_layers: in
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
