@@ -207,3 +207,16 @@ def test_held_out_episodes_report_task_success(agent_run):
         assert eps["tool_errors"] == 2 and eps["mean_tool_calls"] == 1.0
     sample = ev["base"]["samples"][0]
     assert [m["role"] for m in sample["completion_messages"]] == ["assistant", "tool", "assistant"]
+
+
+def test_metrics_and_report_show_the_episodes(agent_run):
+    root = agent_run["root"]
+    steps = [r for r in read_jsonl(root / "metrics.jsonl") if r.get("stage") == "rft" and "episodes/tool_calls" in r]
+    assert len(steps) == 2
+    # each step: 4 episodes, one tool call each; plum (raises) and fig (hangs) fail their call
+    for r in steps:
+        assert r["episodes/tool_calls"] == 1.0
+        assert 0.0 <= r["episodes/tool_errors_per_call"] <= 1.0 and 0.0 <= r["episodes/success_rate"] <= 1.0
+    report = (root / "report.md").read_text()
+    assert "| task success | 0.500 | 0.500 |" in report
+    assert "`lookup(item='apple')` → `7` → `There are 7 in stock.`" in report

@@ -162,3 +162,39 @@ def test_a_screenshot_of_the_page(browser, tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         assert browser.save_screenshot(str(target))
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_agent_episode_shows_every_turn_its_tool_calls_and_state(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    run = write_run(tmp_path / "run")
+    episode = {
+        "step": 9,
+        "index": 0,
+        "prompt": [{"role": "user", "content": "How many pears are in stock?"}],
+        "completion": "We have 47 pears.",
+        "reward": 1.5,
+        "graders": {"task_success": {"score": 1.0, "kind": "score"}},
+        "completion_messages": [
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"type": "function", "function": {"name": "stock", "arguments": {"item": "pear"}}}],
+            },
+            {"role": "tool", "name": "stock", "content": "47"},
+            {"role": "assistant", "content": "We have 47 pears."},
+        ],
+        "episode": {"environment": "shop", "turns": 2, "tool_calls": 1, "tool_errors": 0, "success": True},
+        "state": {"calls": [["stock", "pear"]]},
+    }
+    with (run / "rollouts.jsonl").open("a") as f:
+        f.write(json.dumps(episode) + "\n")
+    with serve([run]) as url:
+        browser.get(url + "#step=9")
+        row = wait_for(browser, "tr.completion", text="stock(item='pear') → [tool] 47 → We have 47 pears.")
+        row.click()
+        wait_for(browser, "#modal-body", text="Final state")
+        modal = browser.find_element(By.ID, "modal-body").text
+        assert "shop · 2 turn(s) · 1 tool call(s) · 0 tool error(s) · success: true" in modal
+        assert "TOOL · STOCK" in modal.upper() and '→ stock({"item":"pear"})' in modal
+        assert '"pear"' in modal and "[object" not in modal

@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Episode",
     "call_tool",
+    "episode_metrics",
     "episode_stats",
     "resolve_environment",
     "run_episodes",
@@ -93,6 +94,22 @@ def episode_stats(samples: Sequence[Sample]) -> dict[str, Any]:
         "tool_errors": sum(int(e.get("tool_errors") or 0) for e in eps),
         "episodes_with_tool_calls": sum(1 for e in eps if e.get("tool_calls")),
     }
+
+
+def episode_metrics(samples: Sequence[Sample]) -> dict[str, float]:
+    """Per-batch metrics of a training step's episodes (``episodes/*`` in metrics.jsonl)."""
+    stats = episode_stats(samples)
+    if not stats:
+        return {}
+    calls = stats["mean_tool_calls"] * stats["episodes"]
+    out = {
+        "episodes/tool_calls": float(stats["mean_tool_calls"]),
+        "episodes/turns": float(stats["mean_turns"]),
+        "episodes/tool_errors_per_call": float(stats["tool_errors"] / calls) if calls else 0.0,
+    }
+    if stats["success_rate"] is not None:
+        out["episodes/success_rate"] = float(stats["success_rate"])
+    return out
 
 
 def call_tool(env: Environment, t: Tool, arguments: Mapping[str, Any], state: Any) -> tuple[str, str | None]:

@@ -300,6 +300,7 @@ def write_report(run_dir: str | Path) -> Path:
             errs = [results[p]["graders"].get(g, {}).get("errors", 0) for p in phases]
             if any(errs):
                 lines.append(f"| {g} (errors) | " + " | ".join(str(e) for e in errs) + " |")
+        lines += _episode_rows(results, phases)
         n = results[phases[0]].get("n")
         lines += ["", f"{n} held-out rows per phase.", ""]
         if _plot_eval(results, run_dir / "eval.png"):
@@ -318,6 +319,13 @@ def write_report(run_dir: str | Path) -> Path:
         lines += ["| grader | first step | last step |", "|---|---|---|"]
         for name, pts in sorted(curves.items()):
             lines.append(f"| {name} | {_fmt(pts[0][1])} | {_fmt(pts[-1][1])} |")
+        for key, label in (
+            ("tools/call_frequency", "tool calls per episode"),
+            ("tools/failure_frequency", "tool failures per call"),
+        ):
+            pts = [r[key] for r in metrics if r.get("stage") == "rft" and r.get(key) is not None]
+            if pts:  # agentic runs (rft.train.episodes.episode_metrics)
+                lines.append(f"| {label} | {_fmt(pts[0])} | {_fmt(pts[-1])} |")
         lines.append("")
     lines += _signal_section(run_dir, metrics)
     lines += _advantage_section(metrics)
@@ -332,12 +340,58 @@ def write_report(run_dir: str | Path) -> Path:
         if samples:
             lines += [f"### Sample completions ({phase})", ""]
             for s in samples[:3]:
-                comp = str(s.get("completion", "")).replace("\n", " ")[:200]
-                lines.append(f"- **{s.get('prompt', '')[:120]}** → `{comp}` (reward {_fmt(s.get('reward'))})")
+                comp = trajectory_line(s) if s.get("completion_messages") else f"`{_one_line(s.get('completion'))}`"
+                lines.append(f"- **{s.get('prompt', '')[:120]}** → {comp} (reward {_fmt(s.get('reward'))})")
             lines.append("")
     out = run_dir / "report.md"
     out.write_text("\n".join(lines), encoding="utf-8")
     return out
+
+
+def _one_line(text: Any, limit: int = 200) -> str:
+    return str(text or "").replace("\n", " ")[:limit]
+
+
+def trajectory_line(sample: dict[str, Any]) -> str:
+    """A multi-turn episode on one line: each tool call with its result, then the answer.
+
+    >>> trajectory_line({"completion_messages": [
+    ...     {"role": "assistant", "content": "", "tool_calls": [
+    ...         {"type": "function", "function": {"name": "stock", "arguments": {"item": "pear"}}}]},
+    ...     {"role": "tool", "name": "stock", "content": "47"},
+    ...     {"role": "assistant", "content": "We have 47 pears."}]})
+    "`stock(item='pear')` → `47` → `We have 47 pears.`"
+    """
+    parts: list[str] = []
+    for m in sample.get("completion_messages") or []:
+        if m.get("role") == "assistant":
+            for tc in m.get("tool_calls") or []:
+                fn = tc.get("function") or {}
+                args = fn.get("arguments")
+                shown = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else str(args)
+                parts.append(f"`{fn.get('name')}({shown})`")
+            if m.get("content"):
+                parts.append(f"`{_one_line(m['content'], 120)}`")
+        elif m.get("role") == "tool":
+            parts.append(f"`{_one_line(m.get('content'), 80)}`")
+    return " → ".join(parts) or "`(empty)`"
+
+
+def _episode_rows(results: dict[str, Any], phases: list[str]) -> list[str]:
+    """Rows of the held-out table for agentic runs: task success and tool use per phase."""
+    if not any(results[p].get("episodes") for p in phases):
+        return []
+
+    def cell(p: str, key: str) -> str:
+        return _fmt((results[p].get("episodes") or {}).get(key))
+
+    return [
+        "| task success | " + " | ".join(cell(p, "success_rate") for p in phases) + " |",
+        "| tool calls per episode | " + " | ".join(cell(p, "mean_tool_calls") for p in phases) + " |",
+        "| tool errors | "
+        + " | ".join(str((results[p].get("episodes") or {}).get("tool_errors", "-")) for p in phases)
+        + " |",
+    ]
 
 
 def _signal_section(run_dir: Path, metrics: list[dict[str, Any]]) -> list[str]:

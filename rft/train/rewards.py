@@ -46,7 +46,7 @@ from typing import Any
 from rft.core import GraderSet, Sample
 from rft.core.parsing import completion_text
 from rft.data import ROW_INDEX, RowFields
-from rft.train.episodes import trajectory_sample
+from rft.train.episodes import episode_metrics, trajectory_sample
 
 logger = logging.getLogger(__name__)
 
@@ -379,6 +379,7 @@ class RewardBridge:
             else:  # any executor-like object keeps working without group support
                 result = self.executor.score(samples, step=step)
             result.metrics.update(self._shares(result, keys))
+            result.metrics.update(episode_metrics(samples))  # agentic runs: success and tool use per step
             # Keep references to the batch objects: they cannot be reused by another batch while cached.
             self._cached = (prompts, completions, result)
             self.batches_scored += 1

@@ -367,6 +367,8 @@ class RunReader:
             }
         completion = rec.get("completion")
         text = completion if isinstance(completion, str) else json.dumps(completion, default=str)
+        if rec.get("episode") and isinstance(rec.get("completion_messages"), list):
+            text = trajectory_text(rec["completion_messages"])  # an agent's episode: its calls, results, answer
         return {
             "line": line,
             "index": rec.get("index"),
@@ -511,3 +513,28 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         return None
+
+
+def trajectory_text(messages: list[Any]) -> str:
+    """A multi-turn episode as one line of text: each tool call, its result, the answer.
+
+    >>> trajectory_text([{"role": "assistant", "content": "", "tool_calls": [
+    ...     {"type": "function", "function": {"name": "stock", "arguments": {"item": "pear"}}}]},
+    ...     {"role": "tool", "content": "47"}, {"role": "assistant", "content": "47 pears."}])
+    "stock(item='pear') → [tool] 47 → 47 pears."
+    """
+    parts: list[str] = []
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        if m.get("role") == "tool":
+            parts.append(f"[tool] {m.get('content')}")
+            continue
+        for tc in m.get("tool_calls") or []:
+            fn = (tc or {}).get("function") or {}
+            args = fn.get("arguments")
+            shown = ", ".join(f"{k}={v!r}" for k, v in args.items()) if isinstance(args, dict) else str(args or "")
+            parts.append(f"{fn.get('name')}({shown})")
+        if m.get("content"):
+            parts.append(str(m["content"]))
+    return " → ".join(parts)

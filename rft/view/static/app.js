@@ -209,7 +209,14 @@ async function openRollout(runId, line) {
   const graders = Object.entries(rec.graders || {}).map(([gid, o]) => h("tr", {},
     h("td", {}, gid), h("td", { class: "num" }, fmt(o.score)), h("td", {}, o.kind || ""),
     h("td", { class: "text" }, [o.reason, o.error].filter(Boolean).join("\n"))));
-  const known = new Set(["step", "index", "prompt", "completion", "reward", "graders"]);
+  const known = new Set(["step", "index", "prompt", "completion", "reward", "graders", "completion_messages", "episode", "state"]);
+  // an agent's episode: every turn, with its tool calls and the tools' results
+  const turns = Array.isArray(rec.completion_messages) && rec.episode ? rec.completion_messages.map((m) => h("div", { class: "msg" },
+    h("div", { class: "role" }, m.role === "tool" ? `tool${m.name ? ` · ${m.name}` : ""}` : (m.role || "?")),
+    m.content ? h("div", { class: "text" }, typeof m.content === "string" ? m.content : JSON.stringify(m.content, null, 2)) : null,
+    ...(m.tool_calls || []).map((tc) => h("div", { class: "text toolcall" },
+      `→ ${(tc.function || {}).name}(${JSON.stringify((tc.function || {}).arguments)})`)))) : null;
+  const ep = rec.episode ? h("p", {}, `${rec.episode.environment} · ${rec.episode.turns} turn(s) · ${rec.episode.tool_calls} tool call(s) · ${rec.episode.tool_errors} tool error(s) · success: ${rec.episode.success ?? "no signal"}`) : null;
   const extra = Object.fromEntries(Object.entries(rec).filter(([k]) => !known.has(k)));
   const pos = data.group.indexOf(line);
   const nav = h("div", { class: "pager" },
@@ -218,7 +225,9 @@ async function openRollout(runId, line) {
     h("button", { type: "button", disabled: pos >= data.group.length - 1, onclick: () => openRollout(runId, data.group[pos + 1]) }, "▶"));
   $("#modal-body").replaceChildren(nav,
     h("h2", {}, "Prompt"), ...prompt,
-    h("h2", {}, `Completion · reward ${fmt(rec.reward)}`), h("div", { class: "msg text", id: "full-completion" }, typeof rec.completion === "string" ? rec.completion : JSON.stringify(rec.completion, null, 2)),
+    ...(turns ? [h("h2", {}, `Episode · reward ${fmt(rec.reward)}`), ep, ...turns,
+      h("h2", {}, "Final state"), h("pre", { class: "raw" }, JSON.stringify(rec.state, null, 2))]
+      : [h("h2", {}, `Completion · reward ${fmt(rec.reward)}`), h("div", { class: "msg text", id: "full-completion" }, typeof rec.completion === "string" ? rec.completion : JSON.stringify(rec.completion, null, 2))]),
     h("h2", {}, "Graders"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "grader"), h("th", {}, "score"), h("th", {}, "kind"), h("th", {}, "reason / error"))), h("tbody", {}, graders)),
     ...(Object.keys(extra).length ? [h("h2", {}, "Other fields"), h("pre", { class: "raw" }, JSON.stringify(extra, null, 2))] : []));
   $("#modal").hidden = false;
