@@ -7,6 +7,7 @@ the smallest GRPO that says something: a tiny random model, 2 steps, 8-token com
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_agentic_train import PLUGIN as AGENT_PLUGIN
+from test_agentic_train import ROWS as AGENT_ROWS
+from test_agentic_train import scripted_reply
 
 from rft.config.run import load_config, parse_config
 from rft.core.errors import ConfigError
@@ -341,3 +345,75 @@ def test_resume_after_the_learners_fail(cluster, tmp_path):
     steps = [m["step"] for m in read_jsonl(run / "metrics.jsonl") if "loss" in m and "train_runtime" not in m]
     assert steps == [1, 2]  # step 1 from the first attempt, step 2 after the resume, none twice
     assert (run / "adapter" / "adapter_config.json").exists()
+
+
+# The agent test's environment plus a scripted policy: a tiny random model cannot call tools, so
+# this plugin file (loaded in every learner process, where the environment is looked up by name)
+# replaces the tiny Llama's generate with test_agentic_train's scripted tool-calling policy.
+SCRIPTED_AGENT_PLUGIN = (
+    AGENT_PLUGIN
+    + "\n\nimport re\n\n"
+    + inspect.getsource(scripted_reply)
+    + """
+
+import torch
+from transformers import AutoTokenizer, LlamaForCausalLM
+
+_TOKENIZERS = {}
+
+
+def _scripted_generate(self, input_ids=None, attention_mask=None, **kwargs):
+    path = self.config._name_or_path
+    tok = _TOKENIZERS.get(path) or _TOKENIZERS.setdefault(path, AutoTokenizer.from_pretrained(path))
+    replies = []
+    for row in input_ids.tolist():
+        text = tok.decode([t for t in row if t != tok.pad_token_id], skip_special_tokens=False)
+        replies.append(tok(scripted_reply(text), add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+    width = max(len(r) for r in replies)
+    new = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in replies], device=input_ids.device)
+    return torch.cat([input_ids, new], dim=1)
+
+
+LlamaForCausalLM.generate = _scripted_generate
+"""
+)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_learners_run_agent_episodes_and_share_the_grader_pool(cluster, tmp_path):
+    from rft.cluster.learners import run_distributed
+
+    (tmp_path / "env.py").write_text(SCRIPTED_AGENT_PLUGIN)
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in AGENT_ROWS))
+    cfg = {
+        "seed": 0,
+        "output_dir": str(tmp_path / "run"),
+        "model": f"tiny:{tmp_path.parent / 'tiny-model'}",
+        "data": {"train": "train.jsonl", "eval_size": 0},
+        "graders": {"plugins": ["env.py"], "graders": [{"name": "task_success"}, {"name": "looked_up_the_item"}]},
+        "environment": "inventory",
+        "lora": {"r": 4, "alpha": 8},
+        "stages": {
+            "rft": {
+                "num_generations": 2,
+                "max_completion_length": 256,
+                "trl": {"max_steps": 1, "per_device_train_batch_size": 4, "save_steps": 1},
+            }
+        },
+        "eval": {"enabled": False},
+        "scaling": SCALING,
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run_distributed(load_config(path), progress=False)
+    run = tmp_path / "run"
+    recs = read_jsonl(run / "rollouts.jsonl") + read_jsonl(run / "rollouts.rank1.jsonl")
+    assert len(recs) == 8  # 1 step × 4 completions on each of 2 learners
+    # every learner ran whole episodes: the tool was called, its result came back, graders saw it
+    for r in recs:
+        assert [m["role"] for m in r["completion_messages"]][:2] == ["assistant", "tool"]
+        assert r["episode"]["environment"] == "inventory" and r["episode"]["tool_calls"] == 1
+        assert r["graders"]["task_success"]["kind"] == "score"
+    solved = [r for r in recs if r["state"]["item"] in ("apple", "pear")]
+    assert solved and all(r["graders"]["task_success"]["score"] == 1.0 for r in solved)
