@@ -41,6 +41,7 @@ def bfcl_standardize(text: str) -> str:
 
 _STRINGS: dict[str, Callable[[str], str]] = {"strip": str.strip, "exact": lambda s: s, "bfcl": bfcl_standardize}
 _EXTRA = ("reject", "allow")
+_MATCH = ("all", "any")
 #: BFCL's parameter types that are not JSON Schema's, and what they mean there.
 _BFCL_TYPES: dict[str, str | None] = {"dict": "object", "float": "number", "tuple": "array", "any": None}
 
@@ -267,6 +268,15 @@ class ToolCall:
     when all are right (``partial: false``), averaged over calls and scaled down when
     the model made more or fewer calls than expected. Components are in ``metrics``.
 
+    In a multi-turn trajectory (an agent's rollout, a saved conversation with tool
+    messages) the calls are every call of the trajectory, in order, across its assistant
+    turns. ``match: all`` (the default) compares all of them with the reference, so a
+    repeated or needless call lowers the score as an extra call; ``match: any`` pairs each
+    expected call with its best made call and ignores the others (retries, lookups on the
+    way). ``reference_column: messages`` takes the expected calls from the row's reference
+    trajectory: the tool calls of the assistant messages in the row's ``messages`` (an
+    OpenAI function-calling fine-tuning row used as an RFT prompt).
+
     Args:
         reference_column: column with the expected call(s): a call, a list, OpenAI's
             ``{"tool_calls": [...]}``, BFCL's ``[{"func": {"arg": [allowed, ...]}}]`` or a whole
@@ -279,6 +289,9 @@ class ToolCall:
         extra_arguments: ``reject`` (default) an argument the reference does not list,
             or ``allow`` it when the tool's schema accepts it.
         ordered: compare the i-th call with the i-th expected one (default False).
+        match: ``all`` (default): every call made counts, extra ones lower the score;
+            ``any``: only the calls paired with an expected one count (extra calls of a
+            trajectory are not penalised).
         name: the grader's id in a set.
 
     >>> g = ToolCall()
@@ -298,12 +311,16 @@ class ToolCall:
         strings: str = "strip",
         extra_arguments: str = "reject",
         ordered: bool = False,
+        match: str = "all",
         name: str | None = None,
     ):
         if strings not in _STRINGS:
             raise ConfigError(f"tool_call: `strings: {strings}` is not one of {', '.join(_STRINGS)}")
         if extra_arguments not in _EXTRA:
             raise ConfigError(f"tool_call: `extra_arguments: {extra_arguments}` is not one of {', '.join(_EXTRA)}")
+        if match not in _MATCH:
+            raise ConfigError(f"tool_call: `match: {match}` is not one of {', '.join(_MATCH)}")
+        self.match = match
         self.reference_column = reference_column
         self.tools_column = tools_column
         self.partial = bool(partial)
@@ -352,11 +369,16 @@ class ToolCall:
             comps["arguments"] += pair.arguments
             total += pair.score(self.partial)
         n = len(expected)
-        score = total / max(n, len(actual))
-        if len(actual) > n:
-            problems.append(f"{len(actual) - n} extra call(s)")
+        if self.match == "any":  # calls paired with no expected one are ignored
+            score = total / n
+            matched = len(chosen) == n
+        else:
+            score = total / max(n, len(actual))
+            matched = len(actual) == n
+            if len(actual) > n:
+                problems.append(f"{len(actual) - n} extra call(s)")
         metrics = {k: v / n for k, v in comps.items()}
-        metrics["calls_matched"] = float(len(actual) == n)
+        metrics["calls_matched"] = float(matched)
         return Grade(score, reason="; ".join(problems) or f"{n} call(s) correct", metrics=metrics)
 
     def _pairing(self, pairs: list[list[_Pair]], n_actual: int) -> dict[int, int]:

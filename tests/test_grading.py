@@ -76,7 +76,8 @@ def test_decorated_function_stays_callable_and_knows_its_inputs():
         ("item", {"answer": "4", "prompt": "2+2?"}),  # the whole row
         ("answer", "4"),  # a dataset column by name
         ("prompt", "2+2?"),  # the prompt text
-        ("messages", [{"role": "user", "content": "2+2?"}]),  # a text prompt becomes one user message
+        # the whole conversation: a text prompt becomes one user message, the completion the assistant's
+        ("messages", [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "out"}]),
         ("step", 7),
     ],
 )

@@ -148,15 +148,15 @@ def test_an_unknown_result_shape_is_invalid_output():
     assert out.kind is OutcomeKind.INVALID_OUTPUT
 
 
-def test_rft_graders_asking_for_messages_still_get_the_prompt():
+def test_rft_graders_asking_for_messages_get_the_whole_conversation():
     import rft
 
     @rft.grader
-    def prompt_turns(messages, completion):
+    def turns(messages, completion):
         return float(len(messages))
 
-    assert not prompt_turns.reward_kit_style
-    assert [o.score for o in prompt_turns.grade(SAMPLES[:1])] == [1.0]
+    assert not turns.reward_kit_style
+    assert [o.score for o in turns.grade(SAMPLES[:1])] == [2.0]  # the prompt and the completion (issue 15)
 
 
 def test_reward_kit_graders_pickle_and_key_the_cache_on_the_reply():

@@ -7,6 +7,14 @@ conversational rows, text for standard ones) and ``completion_ids`` from a token
 (``--tokenizer``, ``--model`` or a run config's ``model``), or from a ``completion_ids``
 field of the completions file.
 
+Saved conversations and trajectories: without ``--completions`` and ``--field``, each row's own
+``messages`` are graded — the messages before the first assistant message are the prompt, the
+rest the completion (a trajectory's assistant tool calls, tool results and final reply; graders
+get every call as ``tool_calls`` and the whole conversation as ``messages``). A row's
+``state`` and ``episode`` keys (a rollout's environment state and summary) reach graders as
+``state`` and ``episode``, also with ``--field`` (e.g. ``--field completion`` on a run's
+``rollouts.jsonl``, whose ``completion_messages`` are the trajectory when it has them).
+
 Group graders (``@rft.grader(group=True)``) get the completions of one prompt together:
 rows with the same value in the ``--group-by`` column (e.g. ``prompt_id``), by default
 completions of identical prompts. Groups are never split across chunks of a run.
@@ -24,13 +32,14 @@ from typing import Any
 
 from rft.core import ERROR_KINDS, GraderSet, Outcome, OutcomeKind, RewardError, Sample
 from rft.core.errors import ConfigError, DataError, RFTError
-from rft.core.text import percentile
+from rft.core.parsing import completion_text
+from rft.core.text import percentile, shorten
 from rft.data import RowFields, to_example
 from rft.train.rewards import add_completion_ids, row_is_conversational
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["chunks", "group_keys", "load_samples", "load_tokenizer", "run_grade", "summarize"]
+__all__ = ["chunks", "group_keys", "load_samples", "load_tokenizer", "run_grade", "saved_conversation", "summarize"]
 
 CHUNK = 256
 
@@ -49,9 +58,13 @@ def load_samples(
     A completion is text or TRL's ``[{"role": "assistant", "content": …}]``; a completions
     line may carry ``tool_calls`` and ``completion_ids``.
     """
-    if (completions is None) == (field is None):
+    if completions is not None and field is not None:
         raise RFTError("give exactly one of --completions FILE or --field COLUMN")
     out: list[tuple[int, Sample]] = []
+    if completions is None and field is None:
+        return [
+            (i, saved_conversation(row, data_file=data_file, line=i + 1, fields=fields)) for i, row in enumerate(rows)
+        ]
     if completions is None and field is not None:
         for i, row in enumerate(rows):
             if field not in row:
@@ -59,7 +72,13 @@ def load_samples(
                     f"row has no column {field!r} (columns: {', '.join(sorted(row))})", file=data_file, line=i + 1
                 )
             item = {k: v for k, v in row.items() if k != field}
-            out.append((i, _sample(item, row[field], fields=fields)))
+            value = row[field]
+            if isinstance(row.get("completion_messages"), list):  # a rollout's trajectory (rollouts.jsonl)
+                value = row["completion_messages"]
+            try:
+                out.append((i, _sample(item, value, fields=fields)))
+            except ValueError as err:
+                raise DataError(str(err), file=data_file, line=i + 1) from None
         return out
     assert completions is not None  # exactly one of the two was given (checked above)
     if not completions.exists():
@@ -85,7 +104,10 @@ def load_samples(
         ids = obj.get("completion_ids")
         if ids is not None and not (isinstance(ids, list) and all(isinstance(t, int) for t in ids)):
             raise DataError("`completion_ids` must be a list of integers", file=str(completions), line=lineno)
-        out.append((idx, _sample(rows[idx], obj["completion"], obj.get("tool_calls"), ids, fields=fields)))
+        try:
+            out.append((idx, _sample(rows[idx], obj["completion"], obj.get("tool_calls"), ids, fields=fields)))
+        except ValueError as err:
+            raise DataError(str(err), file=data_file, line=idx + 1) from None
     if not indexed and len(lines) != len(rows):
         raise DataError(
             f"{len(lines)} completions for {len(rows)} rows; align them line by line or give each a `row` index",
@@ -112,10 +134,9 @@ def _sample(
     *,
     fields: RowFields | None = None,
 ) -> Sample:
-    from rft.core.parsing import completion_text
-
     conversational = row_is_conversational(row, fields)
     messages = completion if isinstance(completion, list) and conversational is not False else None
+    state, episode = _trajectory_keys(row)
     return Sample(
         completion=completion_text(completion),
         item=row,
@@ -124,6 +145,50 @@ def _sample(
         completion_messages=messages,
         completion_ids=completion_ids,
         conversational=conversational,
+        state=state,
+        episode=episode,
+    )
+
+
+def _trajectory_keys(row: dict[str, Any]) -> tuple[Any, dict[str, Any] | None]:
+    """A row's ``state`` and ``episode`` (a rollout's environment state and summary).
+
+    Raises:
+        ValueError: ``episode`` is not an object.
+    """
+    episode = row.get("episode")
+    if episode is not None and not isinstance(episode, dict):
+        raise ValueError(f"`episode` must be an object like {{'success': true, 'turns': 2}}, got {shorten(episode)}")
+    return row.get("state"), episode
+
+
+def saved_conversation(row: dict[str, Any], *, data_file: str, line: int, fields: RowFields | None = None) -> Sample:
+    """The sample of a saved conversation or trajectory: the row's ``messages`` after the
+    prompt (:func:`rft.data.to_example`'s ``reference_messages``) are the completion.
+
+    Raises:
+        DataError: the row has no assistant message to grade, or is malformed (naming the line).
+    """
+    try:
+        ex = to_example(row, fields=fields, source=f"{data_file}:{line}")
+        state, episode = _trajectory_keys(row)
+    except ValueError as err:
+        raise DataError(str(err), file=data_file, line=line) from None
+    if not ex.reference_messages:
+        raise DataError(
+            "no completion to grade: without --completions or --field each row's `messages` must end with the "
+            "assistant's reply (a saved conversation or trajectory); give --completions FILE or --field COLUMN",
+            file=data_file,
+            line=line,
+        )
+    return Sample(
+        completion=completion_text(ex.reference_messages),
+        item=row,
+        prompt=ex.prompt,
+        completion_messages=ex.reference_messages,
+        conversational=True,
+        state=state,
+        episode=episode,
     )
 
 

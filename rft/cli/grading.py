@@ -97,7 +97,7 @@ def grade(
         Path | None,
         typer.Option(
             "--completions",
-            help="JSONL of completions, one per line ({'completion': …} or a string), aligned with --data; or rows with 'row' (index) and 'completion' for several per row.",
+            help="JSONL of completions, one per line ({'completion': …} or a string), aligned with --data; or rows with 'row' (index) and 'completion' for several per row. Without --completions and --field, each row's own `messages` (a saved conversation or tool-use trajectory) are graded.",
         ),
     ] = None,
     field: Annotated[
@@ -135,7 +135,10 @@ def grade(
 ) -> None:
     """Score saved completions with a grader set, without training.
 
-    Prints a summary per grader and writes per-sample results with reasons. Exits
+    The completions come from --completions, a --field of the data, or (with neither) the
+    data rows' own `messages`: saved conversations and tool-use trajectories in OpenAI's chat
+    format, graded from the first assistant message on (their `state` and `episode` keys
+    reach graders). Prints a summary per grader and writes per-sample results with reasons. Exits
     with 1 when any grader errored, showing the first failing sample. TRL reward
     functions that ask for completion_ids need a tokenizer: --tokenizer, --model or
     --config (the run's model).

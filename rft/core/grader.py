@@ -9,8 +9,9 @@ picklable callable class) that asks for what it needs by argument name::
     def exact_answer(completion: str, answer: str) -> float:
         return float(completion.strip() == answer.strip())
 
-Injectable names: ``completion``, ``prompt``, ``messages``, ``item`` (the whole row),
-``tool_calls``, ``step``, ``sample`` and any dataset column. A grader returns a number,
+Injectable names: ``completion``, ``prompt``, ``messages`` (the whole conversation),
+``item`` (the whole row), ``tool_calls`` (all of them, in order), ``step``, ``sample``,
+``state`` and ``episode`` (of a multi-turn rollout) and any dataset column. A grader returns a number,
 a bool, ``None`` (not applicable) or a :class:`Grade`; every call becomes an
 :class:`Outcome` whose kind says what happened. Errors never become a silent 0.
 
@@ -251,9 +252,11 @@ class Grader:
                 continue
             try:
                 kwargs[name] = sample.resolve(name)
-            except KeyError:
+            except KeyError as err:
                 if name in self.optional:
                     continue
+                if isinstance(err, MissingInputError):  # an injected name this sample has no value for
+                    raise MissingInputError(f"grader {self.name!r} needs input {name!r}: {err}") from None
                 raise KeyError(
                     f"grader {self.name!r} needs input {name!r}, which the row does not have "
                     f"(columns: {', '.join(sorted(sample.item)) or 'none'})"

@@ -15,19 +15,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rft.core.outcome import Grade, Outcome, is_number
-from rft.core.sample import INJECTED_NAMES, REWARD_KIT_NAMES, TRL_NAMES, Sample
+from rft.core.sample import INJECTED_NAMES, REWARD_KIT_NAMES, TRL_NAMES, MissingInputError, Sample
 
 __all__ = ["MetricLog", "MissingInputError", "is_factory", "log_extra", "reward_kit_inputs", "reward_kit_result"]
 
 #: Arguments a function may take from a sample; a plain function taking none of them is a factory.
 _SAMPLE_NAMES = INJECTED_NAMES | TRL_NAMES | REWARD_KIT_NAMES
-
-
-class MissingInputError(KeyError):
-    """A grader asks for an input the samples do not carry (e.g. ``completion_ids`` without a tokenizer)."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 class MetricLog:
@@ -62,7 +55,7 @@ def reward_kit_inputs(
         out["ground_truth"] = sample.item.get("ground_truth")
     if "original_messages" in inputs and "original_messages" not in bound:
         original = sample.item.get("messages")
-        out["original_messages"] = original if isinstance(original, list) else sample.messages
+        out["original_messages"] = original if isinstance(original, list) else sample.prompt_messages
     return out
 
 

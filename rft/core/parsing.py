@@ -16,19 +16,47 @@ __all__ = [
     "extract_code",
     "completion_text",
     "find_numbers",
+    "message_text",
+    "message_tool_calls",
 ]
 
 _FENCE = re.compile(r"```(?:[\w+-]*)\s*\n(.*?)```", re.DOTALL)
 
 
+def message_text(message: Any) -> str:
+    """The text of one chat message: its ``content``, OpenAI content parts joined, None as ``""``.
+
+    >>> message_text({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]})
+    'ab'
+    """
+    if not isinstance(message, dict):
+        return str(message)
+    content = message.get("content")
+    if isinstance(content, list):  # OpenAI content parts
+        return "".join(str(p.get("text") or "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
 def completion_text(completion: Any) -> str:
-    """The text of a completion: a string, or TRL's ``[{"role": "assistant", "content": …}]``."""
+    """The text of a completion: a string, or TRL's ``[{"role": "assistant", "content": …}]``.
+
+    Of a multi-turn completion (assistant messages with tool calls, tool results, the final
+    reply) it is the last assistant message's text; tool results are not the model's text.
+
+    >>> completion_text([{"role": "assistant", "content": "", "tool_calls": []},
+    ...                  {"role": "tool", "content": "19"}, {"role": "assistant", "content": "It is 19."}])
+    'It is 19.'
+    """
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list):
-        return "".join(str(m.get("content") or "") for m in completion if isinstance(m, dict))
+        msgs = [m for m in completion if isinstance(m, dict)]
+        replies = [m for m in msgs if m.get("role") == "assistant"]
+        if replies and len(replies) < len(msgs) or len(replies) > 1:
+            return message_text(replies[-1])
+        return "".join(message_text(m) for m in msgs)
     if isinstance(completion, dict):
-        return str(completion.get("content") or "")
+        return message_text(completion)
     return str(completion)
 
 
@@ -101,16 +129,48 @@ def normalize_tool_call(obj: Any) -> dict[str, Any] | None:
     """
     if not isinstance(obj, dict):
         return None
+    call: dict[str, Any]
     if "function" in obj and isinstance(obj["function"], dict):  # OpenAI tool_calls shape
         fn = obj["function"]
-        return {
+        call = {
             "type": "function",
             "function": {"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments", {}))},
         }
-    if "name" in obj and ("arguments" in obj or "parameters" in obj):
+    elif "name" in obj and ("arguments" in obj or "parameters" in obj):
         args = decode_arguments(obj.get("arguments", obj.get("parameters", {})))
-        return {"type": "function", "function": {"name": obj["name"], "arguments": args}}
-    return None
+        call = {"type": "function", "function": {"name": obj["name"], "arguments": args}}
+    else:
+        return None
+    if obj.get("id") is not None:  # the id a tool message answers (``tool_call_id``)
+        call["id"] = obj["id"]
+    return call
+
+
+def message_tool_calls(messages: Any) -> list[dict[str, Any]]:
+    """Every tool call of a conversation's assistant messages, in order, as written.
+
+    An assistant message's ``tool_calls`` when it has them, else the calls in its text
+    (:func:`parse_tool_calls`); other roles are skipped. Arguments stay as given (a dict
+    or OpenAI's JSON string); :func:`normalize_tool_call` decodes them.
+
+    >>> message_tool_calls([{"role": "assistant", "tool_calls": [{"type": "function",
+    ...     "function": {"name": "add", "arguments": '{"a": 1}'}}]}, {"role": "tool", "content": "1"},
+    ...     {"role": "assistant", "content": "Done."}])
+    [{'type': 'function', 'function': {'name': 'add', 'arguments': '{"a": 1}'}}]
+    """
+    calls: list[dict[str, Any]] = []
+    for m in messages or ():
+        if not isinstance(m, dict) or m.get("role") != "assistant":
+            continue
+        if m.get("tool_calls"):
+            calls.extend(c for c in m["tool_calls"] if isinstance(c, dict))
+        else:
+            calls.extend(parse_tool_calls(message_text(m)))
+    return calls
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
 
 #: Keys of OpenAI's and the bare call shapes: a one-key dict with one of them is no BFCL call.
@@ -141,9 +201,10 @@ def bfcl_call(obj: Any) -> tuple[str, dict[str, list[Any]]] | None:
 def reference_tool_calls(value: Any) -> list[Any]:
     """The expected calls of a reference, one item per call, each still in its own shape.
 
-    Accepts JSON text, a single call, a list of calls, OpenAI's ``{"tool_calls": [...]}``
-    and a whole BFCL ``possible_answer`` entry ``{"id": …, "ground_truth": [...]}``;
-    None is no call. Each item is then read with :func:`normalize_tool_call` or
+    Accepts JSON text, a single call, a list of calls, OpenAI's ``{"tool_calls": [...]}``,
+    a whole BFCL ``possible_answer`` entry ``{"id": …, "ground_truth": [...]}`` and chat
+    messages (a reference trajectory: the calls of its assistant messages after the prompt,
+    i.e. from the first assistant message on); None is no call. Each item is then read with :func:`normalize_tool_call` or
     :func:`bfcl_call`.
 
     >>> reference_tool_calls('{"id": "simple_1", "ground_truth": [{"f": {"x": [1]}}]}')
@@ -156,6 +217,8 @@ def reference_tool_calls(value: Any) -> list[Any]:
         return []
     if isinstance(value, str):
         value = json.loads(value)
+    if _is_messages(value):
+        return message_tool_calls(value)
     if isinstance(value, dict):
         for key in ("ground_truth", "tool_calls"):
             if isinstance(value.get(key), list):

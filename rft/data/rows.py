@@ -7,6 +7,12 @@ are. Accepted shapes:
 * chat: ``messages`` (system/user/assistant/tool turns). A trailing assistant turn is the
   reference (tool calls become ``<tool_call>`` text); without one, the first of
   :data:`REFERENCE_FIELDS` beside ``messages`` is (OpenAI/Fireworks RFT rows).
+* a tool-use trace — OpenAI's function-calling fine-tuning format: ``messages`` with
+  assistant ``tool_calls`` (arguments as JSON strings or objects) and ``tool`` results,
+  ``tools`` and optionally ``parallel_tool_calls``. The messages before the first assistant
+  message are the prompt; the rest is the reference trajectory
+  (:attr:`Example.reference_messages`), trained on turn by turn by SFT and kept in the row
+  for graders (``tool_call``'s ``reference_column: messages`` reads its calls).
 * a prompt field — the first of :data:`PROMPT_FIELDS` present (``prompt``, ``question``, …),
   a string (one user turn) or a list of chat messages — with the first of
   :data:`REFERENCE_FIELDS` present as the reference (``completion``, ``answer``, ``output``,
@@ -29,8 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from rft.core.errors import DataError
-from rft.core.parsing import decode_arguments
+from rft.core.text import shorten
 from rft.data.readers import LoadReport, load_located_rows, validate_row
+from rft.data.traces import (
+    clean_messages,
+    is_trace,
+    message_text,
+    renders_tool_calls,
+    split_trace,
+    template_messages,
+    trace_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +64,7 @@ __all__ = [
     "load_splits",
     "prompt_for_generation",
     "render_prompt",
+    "renders_tool_calls",
     "sft_dataset",
     "to_example",
 ]
@@ -121,6 +137,10 @@ class Example:
         source: ``file:line`` of the row, for messages.
         reference_source: ``"assistant"`` or the field the reference came from; None without one.
         tools: the row's OpenAI ``tools`` (function definitions), passed to the chat template.
+        reference_messages: the reference as chat messages, tool calls in OpenAI's shape with
+            their arguments decoded to objects: a tool-use trace's every message from the
+            first assistant message on, or a chat row's trailing assistant turn; None when
+            the reference is no assistant turn.
     """
 
     prompt: list[dict[str, Any]]
@@ -129,6 +149,7 @@ class Example:
     source: str = ""
     reference_source: str | None = None
     tools: list[Any] | None = None
+    reference_messages: list[dict[str, Any]] | None = None
 
     @property
     def prompt_text(self) -> str:
@@ -169,25 +190,6 @@ def common_columns(rows: Iterable[Mapping[str, Any]]) -> set[str]:
 # ---------------------------------------------------------------------------
 
 
-def _message_text(msg: Mapping[str, Any]) -> str:
-    """The text of a message; an assistant turn of tool calls becomes ``<tool_call>`` text."""
-    content = msg.get("content")
-    if isinstance(content, list):  # OpenAI content parts
-        content = "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
-    if content is None and msg.get("tool_calls"):
-        calls = []
-        for call in msg["tool_calls"]:
-            fn = call.get("function", call)
-            args = decode_arguments(fn.get("arguments", {}))
-            calls.append("<tool_call>" + json.dumps({"name": fn.get("name"), "arguments": args}) + "</tool_call>")
-        return "\n".join(calls)
-    return "" if content is None else str(content)
-
-
-def _clean_messages(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"role": m["role"], "content": _message_text(m)} for m in msgs]
-
-
 def _is_messages(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
 
@@ -203,7 +205,7 @@ def _reference_value(value: Any) -> str | None:
     if isinstance(value, str):
         return value if value.strip() else None
     if _is_messages(value):
-        text = _message_text(value[-1])
+        text = message_text(value[-1])
         return text if text.strip() else None
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False) if value else None
@@ -230,6 +232,13 @@ def _tools(row: Mapping[str, Any]) -> list[Any] | None:
         return None
     if not isinstance(value, list):
         raise ValueError(f"`{TOOLS_FIELD}` must be a list of OpenAI tool definitions, got {type(value).__name__}")
+    for i, tool in enumerate(value):
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise ValueError(
+                f"`{TOOLS_FIELD}[{i}]` is not a tool definition: give OpenAI's "
+                f"{{'type': 'function', 'function': {{'name', 'description', 'parameters'}}}}, got {shorten(tool)}"
+            )
     return value or None
 
 
@@ -241,7 +250,7 @@ def _prompt_messages(row: Mapping[str, Any], fields: RowFields) -> list[dict[str
         prompt = row[name]
         if isinstance(prompt, list):
             validate_row({"messages": prompt})
-            return _clean_messages(prompt)
+            return clean_messages(prompt)
         if isinstance(prompt, str) and prompt.strip():
             return [{"role": "user", "content": prompt}]
         raise ValueError(f"{name!r} must be a non-empty string or a list of chat messages, got {prompt!r}")
@@ -290,16 +299,23 @@ def to_example(
         kind = "chat" if "messages" in row else "prompt_answer"
     reference: str | None = None
     ref_source: str | None = None
+    ref_msgs: list[dict[str, Any]] | None = None
     if kind == "chat":
         if "messages" not in row:
             raise ValueError("row has no `messages` (data.format is chat)")
         validate_row(row)
-        msgs = _clean_messages(row["messages"])
-        if msgs[-1]["role"] == ASSISTANT:
-            text = msgs[-1]["content"]
-            if text.strip():
-                reference, ref_source = text, ASSISTANT
-            msgs = msgs[:-1]
+        if is_trace(row["messages"]):
+            msgs, ref_msgs = split_trace(row)
+            if ref_msgs:
+                reference, ref_source = trace_text(ref_msgs), ASSISTANT
+        else:
+            msgs = clean_messages(row["messages"])
+            if msgs[-1]["role"] == ASSISTANT:
+                text = msgs[-1]["content"]
+                if text.strip():
+                    reference, ref_source = text, ASSISTANT
+                    ref_msgs = [{"role": ASSISTANT, "content": text}]
+                msgs = msgs[:-1]
         if not msgs:
             raise ValueError("`messages` has no prompt turn before the assistant's answer")
         if reference is None:  # OpenAI/Fireworks RFT rows: the reference sits in a field beside `messages`
@@ -312,7 +328,13 @@ def to_example(
     if fields.system_prompt and msgs[0]["role"] != "system":
         msgs = [{"role": "system", "content": fields.system_prompt}, *msgs]
     return Example(
-        prompt=msgs, reference=reference, row=dict(row), source=source, reference_source=ref_source, tools=_tools(row)
+        prompt=msgs,
+        reference=reference,
+        row=dict(row),
+        source=source,
+        reference_source=ref_source,
+        tools=_tools(row),
+        reference_messages=ref_msgs,
     )
 
 
@@ -442,11 +464,30 @@ def prompt_for_generation(
     return str(rendered)
 
 
+def _sft_rows(e: Example, structured: bool) -> list[dict[str, Any]]:
+    """The conversational prompt/completion rows of one example: one per assistant turn of a
+    tool-use trace (the trace before it as the prompt, so tool results are context, never
+    trained on), else one."""
+    ref = e.reference_messages or [{"role": ASSISTANT, "content": e.reference}]
+    rows = []
+    for k, m in enumerate(ref):
+        if m["role"] == ASSISTANT:
+            prompt = template_messages([*e.prompt, *ref[:k]], structured)
+            rows.append({"prompt": prompt, "completion": template_messages([m], structured)})
+    return rows
+
+
 def sft_dataset(examples: list[Example], tokenizer: Any = None) -> Any:
     """A ``datasets.Dataset`` of prompt/completion pairs for ``trl.SFTTrainer``.
 
     Loss is on the completion only; only examples with a reference output are used. With a
-    chat template, rows with OpenAI ``tools`` carry them (as JSON text) in a ``tools`` column.
+    chat template, rows with OpenAI ``tools`` carry them (as JSON text) in a ``tools`` column,
+    which TRL passes to the template. A tool-use trace gives one row per assistant turn — the
+    prompt and the trace before that turn as the prompt, the turn as the completion — so
+    every call and the final reply are trained on and the tool results never are. Tool calls
+    stay structured (arguments as objects) when the template renders ``tool_calls``, else
+    they are ``<tool_call>`` text; messages are stored as JSON (``datasets.Json``), so calls
+    with different arguments keep exactly their own.
 
     Raises:
         DataError: no example has a reference.
@@ -455,24 +496,31 @@ def sft_dataset(examples: list[Example], tokenizer: Any = None) -> Any:
 
     chat = tokenizer is not None and getattr(tokenizer, "chat_template", None)
     with_tools = bool(chat) and any(e.tools for e in examples if e.reference is not None)
+    structured = bool(chat) and renders_tool_calls(tokenizer)
     rows = []
     for e in examples:
         if e.reference is None:
             continue
-        r: dict[str, Any]
         if chat:
-            r = {"prompt": e.prompt, "completion": [{"role": "assistant", "content": e.reference}]}
+            made = _sft_rows(e, structured)
         else:
-            r = {"prompt": render_prompt(e.prompt), "completion": e.reference}
-        if with_tools:
-            r[TOOLS_FIELD] = json.dumps(e.tools) if e.tools else None
-        rows.append(r)
+            made = [{"prompt": render_prompt(e.prompt), "completion": e.reference}]
+        for r in made:
+            if with_tools:
+                r[TOOLS_FIELD] = json.dumps(e.tools) if e.tools else None
+            rows.append(r)
     if not rows:
         raise DataError(
             "the sft stage needs rows with a reference output (a final assistant turn, or one of the fields "
             f"{', '.join(REFERENCE_FIELDS)}); none has one. Remove stages.sft or add references"
         )
-    return datasets.Dataset.from_list(rows)
+    if not chat:
+        return datasets.Dataset.from_list(rows)
+    features = datasets.Features(
+        {"prompt": datasets.List(datasets.Json()), "completion": datasets.List(datasets.Json())}
+        | ({TOOLS_FIELD: datasets.Value("string")} if with_tools else {})
+    )
+    return datasets.Dataset.from_list(rows, features=features)
 
 
 def grpo_dataset(examples: list[Example], tokenizer: Any = None) -> Any:

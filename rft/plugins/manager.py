@@ -68,6 +68,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "graders.similarity",
     "graders.structured",
     "graders.tool_calls",
+    "graders.task_success",
     "graders.mathematics",
     "graders.format",
     "graders.openai",

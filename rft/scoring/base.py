@@ -50,7 +50,9 @@ def default_group_keys(samples: Sequence[Sample]) -> list[str]:
     (True, False)
     """
     return [
-        json.dumps(s.prompt if s.prompt is not None else s.messages, sort_keys=True, default=str, ensure_ascii=False)
+        json.dumps(
+            s.prompt if s.prompt is not None else s.prompt_messages, sort_keys=True, default=str, ensure_ascii=False
+        )
         for s in samples
     ]
 
