@@ -81,7 +81,7 @@ def resolve_environment(cfg: Any, grader_set: Any) -> Environment | None:
 
 def episode_stats(samples: Sequence[Sample]) -> dict[str, Any]:
     """Task success rate and tool use over finished episodes (eval summaries, reports)."""
-    eps = [s.episode for s in samples if getattr(s, "episode", None) is not None]
+    eps: list[dict[str, Any]] = [s.episode for s in samples if s.episode is not None]
     if not eps:
         return {}
     judged = [e["success"] for e in eps if e.get("success") is not None]
