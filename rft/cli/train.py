@@ -100,6 +100,12 @@ def _print_plan(plan: dict, as_json: bool) -> None:
         g.add(f"{e['id']} ({e['grader']}) weight {e['weight']:g}, inputs {', '.join(e['inputs'])}")
     for stage, args in plan["stages"].items():
         tree.add(f"stage {stage}: " + ", ".join(f"{k}={v}" for k, v in args.items()))
+    if plan.get("environment"):
+        env = plan["environment"]
+        tree.add(
+            f"environment: {env['name']} (tools {', '.join(env['tools'])}; up to {env['max_turns']} rounds of tool "
+            f"calls; success signal: {'yes' if env['success_signal'] else 'no'})"
+        )
     tree.add(
         f"lora: r={plan['lora']['r']}, alpha={plan['lora']['alpha']}, target_modules={plan['lora']['target_modules']}"
     )
