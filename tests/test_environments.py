@@ -179,3 +179,19 @@ def test_a_setup_or_success_function_that_fails_names_the_environment(env):
     broken = rft.Environment(name="judge", tools=env.tools, success=lambda state: "yes")
     with pytest.raises(ConfigError, match="returned 'yes'; return True, False or None"):
         broken.succeeded({}, [])
+
+
+def test_rft_environments_lists_tools_with_their_schema(plugin_file):
+    import json
+
+    from typer.testing import CliRunner
+
+    from rft.cli.main import app
+
+    res = CliRunner().invoke(app, ["environments", "--plugin", str(plugin_file), "--json"])
+    assert res.exit_code == 0, res.output
+    (row,) = [r for r in json.loads(res.output) if r["name"] == "inventory"]
+    assert row["tools"] == ["lookup", "add", "stall"] and row["success_signal"] is True
+    assert row["schemas"][0]["function"]["parameters"]["required"] == ["key"]
+    res = CliRunner().invoke(app, ["environments", "--plugin", str(plugin_file)])
+    assert res.exit_code == 0 and "lookup(key)" in res.output
