@@ -365,6 +365,16 @@ def test_rft_grade_regrades_a_runs_rollouts(tmp_path):
     assert second["task_success"]["kind"] == "grader_error"
 
 
+def test_a_trajectory_crosses_to_a_grader_server_whole():
+    # the remote grader sends Sample.to_dict(); `rft serve-graders` rebuilds the same trajectory
+    from rft.judges.server import SampleIn, to_sample
+
+    sent = trajectory(state={"booked": True}, episode=EPISODE)
+    got = to_sample(SampleIn(**json.loads(json.dumps(sent.to_dict()))))
+    assert (got.state, got.episode, got.resolve("messages")) == (sent.state, EPISODE, sent.resolve("messages"))
+    assert got.resolve("tool_calls") == sent.resolve("tool_calls")
+
+
 # -- the Ray executor -------------------------------------------------------------------------
 
 
