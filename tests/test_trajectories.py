@@ -117,6 +117,9 @@ def test_a_grader_asking_for_state_of_a_sample_without_one_errors_saying_why():
     assert "needs input 'state'" in out.error and "multi-turn rollout" in out.error
     (ok,) = as_grader(_booked()).grade([trajectory(state={"booked": True})])
     assert ok.score == 1.0
+    # a dataset's own `state` column still reaches a grader asking for it when there is no environment
+    assert Sample("x", item={"state": "Ohio"}).resolve("state") == "Ohio"
+    assert trajectory(state={"booked": True}).resolve("state") == {"booked": True}
 
 
 def _booked():
