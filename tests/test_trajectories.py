@@ -209,6 +209,10 @@ def test_a_plain_multi_turn_chat_row_is_read_as_before():
     row = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}] * 2}
     ex = to_example(row)
     assert len(ex.prompt) == 3 and ex.reference == "b"  # the last assistant turn is the reference
+    # a prompt that ends with the user's question keeps its tool-use example in context
+    few_shot = {"messages": [*PROMPT, *COMPLETION, {"role": "user", "content": "And 2+2?"}], "answer": "4"}
+    ex = to_example(few_shot)
+    assert len(ex.prompt) == 8 and ex.prompt[-1]["content"] == "And 2+2?" and ex.reference == "4"
 
 
 @pytest.mark.parametrize(
