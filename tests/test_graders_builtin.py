@@ -388,6 +388,7 @@ def test_pickle_round_trip_gives_the_same_grades(registry, name, params, sample)
         "graders.mathematics",
         "graders.format",
         "graders.openai",
+        "graders.task_success",
         "rft.core.templates",
         "rft.core.parsing",
         "rft.testing",

@@ -54,6 +54,22 @@ def _tool_row(q: str, a: str) -> dict[str, Any]:
     }
 
 
+def _tool_trace_row(q: str, a: str) -> dict[str, Any]:
+    """OpenAI's function-calling fine-tuning format: a call, its result, the reply (issue 15)."""
+    x, y = (int(n) for n in q.removeprefix("What is ").rstrip("?").split(" + "))
+    call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": json.dumps({"a": x, "b": y})}}
+    return {
+        "messages": [
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": a},
+            {"role": "assistant", "content": f"The sum is {a}."},
+        ],
+        "tools": [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}],
+        "parallel_tool_calls": False,
+    }
+
+
 #: Every labeled row shape the row model accepts, built from a question and its answer.
 LABELED: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "chat": lambda q, a: {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]},
@@ -67,6 +83,7 @@ LABELED: dict[str, Callable[[str, str], dict[str, Any]]] = {
     "question_answer": lambda q, a: {"question": q, "answer": a},
     "extra_columns": lambda q, a: {"prompt": q, "label": a, "difficulty": len(q) % 3, "source": "synthetic"},
     "openai_tools": _tool_row,
+    "openai_tool_trace": _tool_trace_row,
 }
 #: Shapes without a reference (RFT against a grader only).
 UNLABELED: dict[str, Callable[[str, str], dict[str, Any]]] = {

@@ -180,6 +180,9 @@ class Sample:
     def resolve(self, name: str) -> Any:
         """The value injected for argument ``name``.
 
+        ``state`` and ``episode`` are the sample's; on a sample without one, a row's column
+        of that name (a dataset with a ``state`` column keeps working).
+
         Raises:
             MissingInputError: ``state`` or ``episode`` of a sample that has none (saying why).
             KeyError: a column the row does not have.
@@ -202,9 +205,11 @@ class Sample:
             return self
         if name in _NO_TRAJECTORY:
             value = getattr(self, name)
-            if value is None:
-                raise MissingInputError(_NO_TRAJECTORY[name])
-            return value
+            if value is not None:
+                return value
+            if name in self.item:  # a dataset column of that name, as before trajectories had one
+                return self.item[name]
+            raise MissingInputError(_NO_TRAJECTORY[name])
         return self.item[name]
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,8 @@ are. Accepted shapes:
   :data:`REFERENCE_FIELDS` beside ``messages`` is (OpenAI/Fireworks RFT rows).
 * a tool-use trace — OpenAI's function-calling fine-tuning format: ``messages`` with
   assistant ``tool_calls`` (arguments as JSON strings or objects) and ``tool`` results,
-  ``tools`` and optionally ``parallel_tool_calls``. The messages before the first assistant
+  ``tools`` and optionally ``parallel_tool_calls``, ending with the assistant's (or a tool's)
+  turn (:func:`rft.data.traces.is_trace`). The messages before the first assistant
   message are the prompt; the rest is the reference trajectory
   (:attr:`Example.reference_messages`), trained on turn by turn by SFT and kept in the row
   for graders (``tool_call``'s ``reference_column: messages`` reads its calls).

@@ -50,7 +50,17 @@ def clean_messages(msgs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def is_trace(msgs: Sequence[Mapping[str, Any]]) -> bool:
-    """A row's messages hold tool use: a ``tool`` result or an assistant message with ``tool_calls``."""
+    """A row's messages are a tool-use trace: they hold a ``tool`` result or an assistant message
+    with ``tool_calls`` and end with the assistant's or a tool's turn. (Ending with a user turn,
+    they are a prompt, tool-use examples included, and read as any chat prompt.)
+
+    >>> call = {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}
+    >>> is_trace([{"role": "user", "content": "q"}, call]), is_trace([{"role": "user", "content": "q"}, call,
+    ...     {"role": "tool", "content": "1"}, {"role": "assistant", "content": "1"}, {"role": "user", "content": "q2"}])
+    (True, False)
+    """
+    if not msgs or msgs[-1].get("role") not in ("assistant", "tool"):
+        return False
     return any(m.get("role") == "tool" or (m.get("role") == "assistant" and m.get("tool_calls")) for m in msgs)
 
 

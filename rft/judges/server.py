@@ -94,6 +94,8 @@ class SampleIn(BaseModel):
     completion_messages: list[dict[str, Any]] | None = None
     completion_ids: list[int] | None = None
     conversational: bool | None = None
+    state: Any = None
+    episode: dict[str, Any] | None = None
 
 
 class GradeRequest(BaseModel):
@@ -131,6 +133,8 @@ def to_sample(s: SampleIn) -> Sample:
         completion_messages=s.completion_messages,
         completion_ids=s.completion_ids,
         conversational=s.conversational,
+        state=s.state,
+        episode=s.episode,
     )
 
 
