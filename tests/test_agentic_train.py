@@ -56,6 +56,17 @@ PLUGIN = textwrap.dedent(
         """Stock counts, different in every row."""
         return {"stock": dict(row["stock"]), "item": row["product"], "looked_up": []}
 
+    def nudge(state, messages):
+        """The feedback step: a reply without the number gets a hint, the right one ends the episode."""
+        return None if "42" in (messages[-1].get("content") or "") else "Too low; try again."
+
+    @rft.environment(
+        tools=[lookup], max_turns=2, feedback=nudge, success=lambda messages: "42" in messages[-1]["content"]
+    )
+    def guess(row):
+        """Guess a number; wrong guesses get feedback."""
+        return {"stock": {}, "looked_up": []}
+
     @rft.grader
     def looked_up_the_item(tool_calls, state, product) -> float:
         """1 when the trajectory's first tool call asked for the row's product (and the state saw it)."""
@@ -74,6 +85,10 @@ ROWS = [
 
 def scripted_reply(text: str) -> str:
     """The scripted policy: call a tool for the question's item, then answer with the result."""
+    if "Too low" in text:  # the environment's feedback after a wrong guess
+        return "It is 42."
+    if "Guess the number" in text:
+        return "It is 7."
     results = re.findall(r"<tool_response>\n(.*?)\n</tool_response>", text, re.DOTALL)
     if results:
         return f"There are {results[-1]} in stock."
@@ -89,17 +104,16 @@ def tiny_model(tmp_path_factory) -> Path:
     return create_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
-@pytest.fixture(scope="module")
-def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
+def scripted_run(tmp: Path, tiny_model: Path, rows: list[dict[str, Any]], environment: str, graders: list) -> dict:
+    """``rft train`` (RFT 2 steps, eval before and after) with the scripted policy; what it wrote."""
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     from rft.train.trainer import RFTGRPOTrainer
 
-    tmp = tmp_path_factory.mktemp("agent")
     (tmp / "env.py").write_text(PLUGIN)
     with (tmp / "train.jsonl").open("w") as f:
-        for row in ROWS:
+        for row in rows:
             f.write(json.dumps(row) + "\n")
     tok = AutoTokenizer.from_pretrained(tiny_model)
 
@@ -127,9 +141,9 @@ def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
         "data": {"train": str(tmp / "train.jsonl"), "eval": str(tmp / "train.jsonl")},
         "graders": {
             "plugins": [str(tmp / "env.py")],
-            "graders": [{"name": "task_success"}, {"name": "looked_up_the_item", "weight": 0.5}],
+            "graders": graders,
         },
-        "environment": "inventory",
+        "environment": environment,
         "scoring": {"executor": "local", "inline": True, "error_budget": 1.0},
         "lora": {"r": 4, "alpha": 8},
         "stages": {
@@ -149,6 +163,12 @@ def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
     finally:
         mp.undo()
     return {"root": tmp / "run", "results": results, "captured": captured, "tok": tok}
+
+
+@pytest.fixture(scope="module")
+def agent_run(tmp_path_factory, tiny_model) -> dict[str, Any]:
+    graders = [{"name": "task_success"}, {"name": "looked_up_the_item", "weight": 0.5}]
+    return scripted_run(tmp_path_factory.mktemp("agent"), tiny_model, ROWS, "inventory", graders)
 
 
 def test_rollouts_are_whole_trajectories_with_tool_results(agent_run):
@@ -220,3 +240,28 @@ def test_metrics_and_report_show_the_episodes(agent_run):
     report = (root / "report.md").read_text()
     assert "| task success | 0.500 | 0.500 |" in report
     assert "`lookup(item='apple')` → `7` → `There are 7 in stock.`" in report
+
+
+GUESS_ROWS = [{"prompt": "Guess the number.", "product": "n"}, {"prompt": "Guess the number, please.", "product": "n"}]
+
+
+def test_the_feedback_step_answers_a_reply_without_tool_calls(tmp_path, tiny_model):
+    run = scripted_run(tmp_path, tiny_model, GUESS_ROWS, "guess", [{"name": "task_success"}])
+    recs = read_jsonl(run["root"] / "rollouts.jsonl")
+    assert len(recs) == 2 * 4
+    for r in recs:
+        turns = [(m["role"], m["content"]) for m in r["completion_messages"]]
+        assert turns == [("assistant", "It is 7."), ("user", "Too low; try again."), ("assistant", "It is 42.")]
+        assert r["episode"]["success"] is True and r["graders"]["task_success"]["score"] == 1.0
+    # the feedback turn is the environment's tokens: masked out of the loss like a tool result
+    tok, batch = run["tok"], run["captured"][0]
+    for row in range(batch["completion_ids"].shape[0]):
+        real, mask = batch["completion_mask"][row].bool(), batch["tool_mask"][row].bool()
+        ids = batch["completion_ids"][row]
+        assert (
+            tok.decode(ids[real & ~mask])
+            == "\n<|im_start|>user\nToo low; try again.<|im_end|>\n<|im_start|>assistant\n"
+        )
+        assert tok.decode(ids[real & mask]) == "It is 7.<|im_end|>It is 42.<|im_end|>"
+    ev = json.loads((run["root"] / "eval.json").read_text())
+    assert ev["base"]["episodes"]["success_rate"] == 1.0 and ev["base"]["episodes"]["mean_turns"] == 2.0

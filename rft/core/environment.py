@@ -34,6 +34,10 @@ the functions themselves::
   episode; the built-in ``task_success`` grader reads it. ``done(state)`` ends an episode
   early (later tool calls get "the episode is over"). ``max_turns`` bounds the rounds of
   tool calls; the model always gets one more turn to answer after the last round.
+- ``feedback(state[, messages])`` — the optional step for a reply without tool calls: a
+  string goes back to the model as a ``user`` message and it replies again (each such round
+  counts toward ``max_turns``); None ends the episode. Tool calls in a reply to feedback are
+  not run (TRL's tool loop has ended by then); the episode ends with that reply.
 
 Registered environments come from the ``rft_register_environments`` hook, or from the
 module-level :class:`Environment` objects of a plugin file (:mod:`rft.plugins.environments`).
@@ -196,6 +200,8 @@ class Environment:
         setup: makes an episode's state from its dataset row (``setup(row)``); None: ``{}``.
         success: ``success(state[, messages])`` → True/False/None at the end of an episode.
         done: ``done(state)`` → True ends the episode early.
+        feedback: ``feedback(state[, messages])`` → a user message answering a reply
+            without tool calls, or None (the episode ends).
         max_turns: most rounds of tool calls per episode (one more turn answers).
         tool_timeout: seconds per tool call unless the tool sets its own.
         description: one line for listings.
@@ -206,6 +212,7 @@ class Environment:
     setup: Callable[..., Any] | None = None
     success: Callable[..., bool | None] | None = None
     done: Callable[..., bool] | None = None
+    feedback: Callable[..., str | None] | None = None
     max_turns: int = 4
     tool_timeout: float = 10.0
     description: str = ""
@@ -277,6 +284,25 @@ class Environment:
             f"environment {self.name!r}: its success function returned {value!r}; return True, False or None"
         )
 
+    def feedback_for(self, state: Any, messages: Sequence[Mapping[str, Any]]) -> str | None:
+        """The feedback step's message for a reply without tool calls (None: no feedback).
+
+        Raises:
+            ConfigError: the feedback function raised or returned something not a str or None.
+        """
+        if self.feedback is None:
+            return None
+        try:
+            value = _call_with(self.feedback, state=state, messages=list(messages))
+        except Exception as err:
+            raise ConfigError(
+                f"environment {self.name!r}: its feedback function ({_where(self.feedback)}) raised "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        if value is None or isinstance(value, str):
+            return value
+        raise ConfigError(f"environment {self.name!r}: its feedback function returned {value!r}; return a str or None")
+
     def schemas(self) -> list[dict[str, Any]]:
         """Every tool's JSON schema (raises :class:`ConfigError` naming a tool that has none)."""
         return [t.schema() for t in self.tools]
@@ -288,6 +314,7 @@ class Environment:
             "max_turns": self.max_turns,
             "tool_timeout": self.tool_timeout,
             "success_signal": self.success is not None,
+            "feedback": self.feedback is not None,
             "description": self.description,
         }
 
@@ -311,6 +338,7 @@ def environment(
     tools: Sequence[Any] = (),
     success: Callable[..., bool | None] | None = None,
     done: Callable[..., bool] | None = None,
+    feedback: Callable[..., str | None] | None = None,
     max_turns: int = 4,
     tool_timeout: float = 10.0,
 ) -> Any:
@@ -328,6 +356,7 @@ def environment(
             setup=f,
             success=success,
             done=done,
+            feedback=feedback,
             max_turns=max_turns,
             tool_timeout=tool_timeout,
             description=doc,

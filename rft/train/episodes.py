@@ -295,9 +295,10 @@ def run_episodes(
     """Run one greedy episode per prompt (evaluation); each becomes a trajectory :class:`Sample`.
 
     Each turn generates for every unfinished episode in batches, parses the replies with
-    the tokenizer's tool-call parser, runs the tools and appends their results; an episode
-    ends with a reply without tool calls, after ``env.max_turns`` rounds of tools (one more
-    reply follows the last round), or when its conversation would pass the model's length.
+    the tokenizer's tool-call parser, runs the tools and appends their results (or, for a
+    reply without tool calls, the environment's feedback as a user message); an episode
+    ends with a reply that gets neither, after ``env.max_turns`` rounds (one more reply
+    follows the last round), or when its conversation would pass the model's length.
     """
     import torch
     from tqdm.auto import tqdm
@@ -355,7 +356,8 @@ def run_episodes(
                     convo[i].append(reply)
                     completion[i].append(reply)
                     calls = reply.get("tool_calls") or []
-                    if not calls or turn >= env.max_turns:
+                    feedback = None if calls or turn >= env.max_turns else env.feedback_for(episodes[i].state, convo[i])
+                    if turn >= env.max_turns or (not calls and feedback is None):
                         bar.update(1)
                         continue
                     for tc in calls:
@@ -364,6 +366,9 @@ def run_episodes(
                         msg = {"role": "tool", "name": str(fn.get("name")), "content": text}
                         convo[i].append(msg)
                         completion[i].append(msg)
+                    if feedback is not None:  # the environment answers a reply without tool calls
+                        convo[i].append({"role": "user", "content": feedback})
+                        completion[i].append({"role": "user", "content": feedback})
                     if limit and len(ids[row_i]) + len(new) + max_new_tokens >= limit:
                         bar.update(1)  # the next turn would not fit the model
                         continue

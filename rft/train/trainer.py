@@ -12,6 +12,8 @@ is meant to override; TRL itself is not patched:
   curriculum outcomes and, with dynamic sampling, replaces zero-variance groups by groups for
   fresh prompts (more calls of TRL's own method), then merges the kept groups into one batch
   of the original size (:func:`merge_generation_outputs`).
+- ``_tool_call_loop`` (agentic runs) — an environment's feedback rounds after TRL's tool
+  loop (:class:`rft.train.feedback.FeedbackRounds`).
 - ``_save_checkpoint`` / ``train`` — write :data:`rft.train.sampling.STATE_FILE` into each
   checkpoint directory (before :class:`rft.train.callbacks.CheckpointMarker` marks it complete)
   and read it back when training resumes from a checkpoint.
@@ -43,6 +45,7 @@ from trl import GRPOTrainer
 
 from rft.core.errors import RFTError
 from rft.data import ROW_INDEX
+from rft.train.feedback import FeedbackRounds
 from rft.train.sampling import (
     Curriculum,
     FilterGroups,
@@ -154,7 +157,7 @@ class CurriculumSampler(Sampler[int]):
         return (n // self.batch_size) * self.batch_size * self.mini_repeat_count * self.repeat_count
 
 
-class RFTGRPOTrainer(GRPOTrainer):
+class RFTGRPOTrainer(FeedbackRounds, GRPOTrainer):
     """``trl.GRPOTrainer`` plus dynamic sampling and the pass-rate curriculum (see the module docs).
 
     Args:
