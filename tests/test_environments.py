@@ -195,3 +195,19 @@ def test_rft_environments_lists_tools_with_their_schema(plugin_file):
     assert row["schemas"][0]["function"]["parameters"]["required"] == ["key"]
     res = CliRunner().invoke(app, ["environments", "--plugin", str(plugin_file)])
     assert res.exit_code == 0 and "lookup(key)" in res.output
+
+
+def test_a_code_tool_runs_the_models_program_in_the_sandbox():
+    from rft.sandbox import Limits
+    from rft.sandbox.tools import python_tool
+
+    run = python_tool(limits=Limits(wall_s=1))
+    env = rft.Environment(name="calc", tools=(run,))
+    assert env.schemas()[0]["function"]["parameters"]["required"] == ["code"]
+    assert call_tool(env, run, {"code": "print(6 * 7)"}, {}) == ("42", None)
+    # a program that fails or never ends is output the model reads, not a tool error
+    text, kind = call_tool(env, run, {"code": "1/0"}, {})
+    assert kind is None and "ZeroDivisionError" in text and text.endswith("[exit 1]")
+    t0 = time.perf_counter()
+    text, kind = call_tool(env, run, {"code": "while True: pass"}, {})
+    assert kind is None and text == "[timed out]" and time.perf_counter() - t0 < 5
