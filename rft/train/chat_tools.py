@@ -6,8 +6,10 @@ calls and the ``tool`` messages, and a parser for the model's replies. TRL check
 SmolLM2's template renders none of it; it is ChatML (``<|im_start|>role … <|im_end|>``), so
 :func:`ensure_tool_template` gives such a tokenizer :data:`CHATML_TOOLS` — Qwen2.5's
 ChatML tool format (tools in ``<tools>``, calls as JSON in ``<tool_call>``, results in
-``<tool_response>``) with a neutral default system message — and TRL's parser for that
-format (its ``qwen3_template`` response template).
+``<tool_response>``) with a neutral default system message and a short tool header (each
+tool's name, description and parameters; about 100 prompt tokens fewer than Qwen's, which
+matters on a CPU) — and TRL's parser for that format (its ``qwen3_template`` response
+template).
 """
 
 from __future__ import annotations
@@ -25,18 +27,18 @@ __all__ = ["CHATML_TOOLS", "TOOL_TEMPLATE_CHOICES", "ensure_tool_template"]
 #: ``environment.chat_template`` values besides a path to a ``.jinja`` file.
 TOOL_TEMPLATE_CHOICES = ("auto", "model", "chatml")
 
-#: Qwen2.5's ChatML tool format; a string ``arguments`` (OpenAI's stored form) is kept as is.
+#: Qwen2.5's ChatML tool format, short header; a string ``arguments`` (OpenAI's stored form) is kept as is.
 CHATML_TOOLS = (
     "{%- set default_system = 'You are a helpful assistant.' %}"
     "{%- if tools %}"
     "{{- '<|im_start|>system\\n' }}"
     "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] }}{%- else %}{{- default_system }}{%- endif %}"
-    '{{- "\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n'
-    'You are provided with function signatures within <tools></tools> XML tags:\\n<tools>" }}'
-    '{%- for tool in tools %}{{- "\\n" }}{{- tool | tojson }}{%- endfor %}'
-    '{{- "\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within '
-    '<tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\"name\\": <function-name>, \\"arguments\\": '
-    '<args-json-object>}\\n</tool_call><|im_end|>\\n" }}'
+    '{{- "\\n\\n# Tools\\nTo call a tool, reply with <tool_call>\\n{\\"name\\": <tool name>, \\"arguments\\": '
+    '<JSON object>}\\n</tool_call>\\n<tools>" }}'
+    "{%- for tool in tools %}{%- set fn = tool.function if tool.function is defined else tool %}"
+    '{{- "\\n" }}{{- {"name": fn.name, "description": fn.description, "parameters": fn.parameters} | tojson }}'
+    "{%- endfor %}"
+    '{{- "\\n</tools><|im_end|>\\n" }}'
     "{%- else %}"
     "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
     "{%- else %}{{- '<|im_start|>system\\n' + default_system + '<|im_end|>\\n' }}{%- endif %}"
