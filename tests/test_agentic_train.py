@@ -1,8 +1,8 @@
 """Agentic RFT end to end on a tiny model: TRL's multi-turn rollouts with an environment's tools.
 
-The tiny random model cannot call tools by itself, so its ``generate`` is scripted: on a prompt
-without a tool result it calls a tool named by the question, after a tool result it answers
-with what the tool returned. Everything else is the real path: TRL's environment_factory and
+The tiny random model cannot call tools by itself, so its ``generate`` is scripted
+(``tests/scripted_policy.py``): on a prompt without a tool result it calls a tool named by the
+question, after a tool result it answers with what the tool returned. Everything else is the real path: TRL's environment_factory and
 tool loop (parsing, tool calls, ``tool`` messages, ``tool_mask``), our episodes, graders on
 the trajectory, rollouts.jsonl and the held-out episodes.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from helpers import read_jsonl, write_config
+from scripted_policy import scripted_generate
 
 from rft.config import load_config
 from rft.train.pipeline import run_training
@@ -83,20 +84,6 @@ ROWS = [
 ]
 
 
-def scripted_reply(text: str) -> str:
-    """The scripted policy: call a tool for the question's item, then answer with the result."""
-    if "Too low" in text:  # the environment's feedback after a wrong guess
-        return "It is 42."
-    if "Guess the number" in text:
-        return "It is 7."
-    results = re.findall(r"<tool_response>\n(.*?)\n</tool_response>", text, re.DOTALL)
-    if results:
-        return f"There are {results[-1]} in stock."
-    item = re.findall(r"How many (\w+?)s are|Recount the (\w+?)s", text)[-1]
-    name, arg = ("lookup", item[0]) if item[0] else ("recount", item[1])
-    return f'<tool_call>\n{{"name": "{name}", "arguments": {{"item": "{arg}"}}}}\n</tool_call>'
-
-
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     from rft.models.resolve import create_tiny_model
@@ -106,7 +93,6 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def scripted_run(tmp: Path, tiny_model: Path, rows: list[dict[str, Any]], environment: str, graders: list) -> dict:
     """``rft train`` (RFT 2 steps, eval before and after) with the scripted policy; what it wrote."""
-    import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     from rft.train.trainer import RFTGRPOTrainer
@@ -116,16 +102,6 @@ def scripted_run(tmp: Path, tiny_model: Path, rows: list[dict[str, Any]], enviro
         for row in rows:
             f.write(json.dumps(row) + "\n")
     tok = AutoTokenizer.from_pretrained(tiny_model)
-
-    def generate(self, input_ids=None, attention_mask=None, **kwargs):
-        pad = tok.pad_token_id
-        replies = []
-        for row in input_ids.tolist():
-            text = tok.decode([t for t in row if t != pad], skip_special_tokens=False)
-            replies.append(tok(scripted_reply(text), add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
-        width = max(len(r) for r in replies)
-        new = torch.tensor([r + [pad] * (width - len(r)) for r in replies], device=input_ids.device)
-        return torch.cat([input_ids, new], dim=1)
 
     captured: list[dict[str, Any]] = []
     original = RFTGRPOTrainer._generate_and_score_completions
@@ -156,7 +132,7 @@ def scripted_run(tmp: Path, tiny_model: Path, rows: list[dict[str, Any]], enviro
         "eval": {"max_rows": 4, "max_new_tokens": 48, "batch_size": 4},
     }
     mp = pytest.MonkeyPatch()
-    mp.setattr(LlamaForCausalLM, "generate", generate)
+    mp.setattr(LlamaForCausalLM, "generate", scripted_generate)
     mp.setattr(RFTGRPOTrainer, "_generate_and_score_completions", capture)
     try:
         results = run_training(load_config(write_config(tmp, cfg)), progress=False)

@@ -7,7 +7,6 @@ the smallest GRPO that says something: a tiny random model, 2 steps, 8-token com
 
 from __future__ import annotations
 
-import inspect
 import json
 import threading
 import time
@@ -17,7 +16,6 @@ import pytest
 import yaml
 from test_agentic_train import PLUGIN as AGENT_PLUGIN
 from test_agentic_train import ROWS as AGENT_ROWS
-from test_agentic_train import scripted_reply
 
 from rft.config.run import load_config, parse_config
 from rft.core.errors import ConfigError
@@ -347,34 +345,17 @@ def test_resume_after_the_learners_fail(cluster, tmp_path):
     assert (run / "adapter" / "adapter_config.json").exists()
 
 
-# The agent test's environment plus a scripted policy: a tiny random model cannot call tools, so
-# this plugin file (loaded in every learner process, where the environment is looked up by name)
-# replaces the tiny Llama's generate with test_agentic_train's scripted tool-calling policy.
+# The agent test's environment plus the scripted policy: a tiny random model cannot call tools, so
+# the plugin file (loaded in every learner process, where the environment is looked up by name)
+# installs tests/scripted_policy.py's generate there.
 SCRIPTED_AGENT_PLUGIN = (
     AGENT_PLUGIN
-    + "\n\nimport re\n\n"
-    + inspect.getsource(scripted_reply)
-    + """
+    + f"""
 
-import torch
-from transformers import AutoTokenizer, LlamaForCausalLM
-
-_TOKENIZERS = {}
-
-
-def _scripted_generate(self, input_ids=None, attention_mask=None, **kwargs):
-    path = self.config._name_or_path
-    tok = _TOKENIZERS.get(path) or _TOKENIZERS.setdefault(path, AutoTokenizer.from_pretrained(path))
-    replies = []
-    for row in input_ids.tolist():
-        text = tok.decode([t for t in row if t != tok.pad_token_id], skip_special_tokens=False)
-        replies.append(tok(scripted_reply(text), add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
-    width = max(len(r) for r in replies)
-    new = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in replies], device=input_ids.device)
-    return torch.cat([input_ids, new], dim=1)
-
-
-LlamaForCausalLM.generate = _scripted_generate
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+import scripted_policy
+scripted_policy.install()
 """
 )
 

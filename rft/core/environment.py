@@ -269,20 +269,8 @@ class Environment:
         Raises:
             ConfigError: the success function raised or returned something not a bool or None.
         """
-        if self.success is None:
-            return None
-        try:
-            value = _call_with(self.success, state=state, messages=list(messages))
-        except Exception as err:
-            raise ConfigError(
-                f"environment {self.name!r}: its success function ({_where(self.success)}) raised "
-                f"{type(err).__name__}: {err}"
-            ) from err
-        if value is None or isinstance(value, bool):
-            return value
-        raise ConfigError(
-            f"environment {self.name!r}: its success function returned {value!r}; return True, False or None"
-        )
+        value = self._ask("success", state, messages, bool, "True, False or None")
+        return value if value is None else bool(value)
 
     def feedback_for(self, state: Any, messages: Sequence[Mapping[str, Any]]) -> str | None:
         """The feedback step's message for a reply without tool calls (None: no feedback).
@@ -290,18 +278,23 @@ class Environment:
         Raises:
             ConfigError: the feedback function raised or returned something not a str or None.
         """
-        if self.feedback is None:
+        value = self._ask("feedback", state, messages, str, "a str or None")
+        return value if value is None else str(value)
+
+    def _ask(self, which: str, state: Any, messages: Sequence[Mapping[str, Any]], kind: type, want: str) -> Any:
+        """Call the ``success`` or ``feedback`` function; its value must be ``kind`` or None."""
+        fn = getattr(self, which)
+        if fn is None:
             return None
         try:
-            value = _call_with(self.feedback, state=state, messages=list(messages))
+            value = _call_with(fn, state=state, messages=list(messages))
         except Exception as err:
             raise ConfigError(
-                f"environment {self.name!r}: its feedback function ({_where(self.feedback)}) raised "
-                f"{type(err).__name__}: {err}"
+                f"environment {self.name!r}: its {which} function ({_where(fn)}) raised {type(err).__name__}: {err}"
             ) from err
-        if value is None or isinstance(value, str):
+        if value is None or isinstance(value, kind):
             return value
-        raise ConfigError(f"environment {self.name!r}: its feedback function returned {value!r}; return a str or None")
+        raise ConfigError(f"environment {self.name!r}: its {which} function returned {value!r}; return {want}")
 
     def schemas(self) -> list[dict[str, Any]]:
         """Every tool's JSON schema (raises :class:`ConfigError` naming a tool that has none)."""

@@ -19,7 +19,7 @@ import pluggy
 
 from rft.core.environment import Environment
 from rft.core.errors import PluginError, did_you_mean
-from rft.plugins.manager import DISABLE_ENV, _codes, _plugin_in_traceback, _plugin_on_stack
+from rft.plugins.manager import DISABLE_ENV, collect_registrations
 
 __all__ = ["EnvironmentRegistry", "RegisteredEnvironment", "get_environments", "module_environments"]
 
@@ -112,31 +112,13 @@ def get_environments(pm: pluggy.PluginManager) -> EnvironmentRegistry:
         if cached is not None:
             return cached
         registry = EnvironmentRegistry()
-        hook = pm.hook.rft_register_environments
-        impls = hook.get_hookimpls()
-        hooked = {impl.plugin_name for impl in impls}
-        # by identity, as the grader registry does: each register() call is attributed to the
-        # plugin whose implementation is on the call stack
-        owners = {id(code): impl.plugin_name for impl in impls for code in _codes(impl.function)}
-
-        def register(env: object, name: str | None = None) -> None:
-            here = inspect.currentframe()
-            plugin = _plugin_on_stack(here.f_back if here is not None else None, owners)
-            registry.register(env, name, plugin=plugin or "<unknown plugin>")
-
-        try:
-            hook(register=register)
-        except PluginError:
-            raise
-        except Exception as err:
-            culprit = _plugin_in_traceback(err.__traceback__, owners) or "<unknown plugin>"
-            raise PluginError(
-                f"plugin {culprit!r} failed in rft_register_environments: {type(err).__name__}: {err}"
-            ) from err
-        for name, plugin_obj in pm.list_name_plugin():
-            if plugin_obj is None or name in hooked or not inspect.ismodule(plugin_obj):
-                continue
-            for env in module_environments(plugin_obj):
-                registry.register(env, plugin=name)
+        calls, hooked = collect_registrations(pm, "rft_register_environments")
+        plugins = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
+        order = {name: i for i, (name, _) in enumerate(plugins)}
+        for name, plugin_obj in plugins:
+            if name not in hooked and inspect.ismodule(plugin_obj):
+                calls.extend((name, env, None) for env in module_environments(plugin_obj))
+        for plugin_name, env, ename in sorted(calls, key=lambda c: order.get(c[0], len(order))):
+            registry.register(env, ename, plugin=plugin_name)
         _CACHE[pm] = registry
         return registry

@@ -483,6 +483,43 @@ def _plugin_in_traceback(trace: TracebackType | None, owners: dict[int, str]) ->
     return found
 
 
+def collect_registrations(
+    pm: pluggy.PluginManager, hook_name: str
+) -> tuple[list[tuple[str, Any, str | None]], set[str]]:
+    """Call a ``register`` hook once through ``pm.hook`` and collect what each plugin registered.
+
+    Each ``register(obj, name=None)`` call is attributed to the plugin whose hook
+    implementation is on the call stack (hook wrappers see the call, as for any hook).
+
+    Returns:
+        ``[(plugin, obj, name), ...]`` in call order, and the names of the plugins that
+        implement the hook.
+
+    Raises:
+        PluginError: a plugin's implementation raised (the message names the plugin).
+    """
+    hook = getattr(pm.hook, hook_name)
+    impls = hook.get_hookimpls()  # registration order; pluggy calls them in reverse
+    hooked = {impl.plugin_name for impl in impls}
+    # by identity: equal code objects from two plugin files with the same source compare equal
+    owners = {id(code): impl.plugin_name for impl in impls for code in _codes(impl.function)}
+    calls: list[tuple[str, Any, str | None]] = []
+
+    def register(obj: Any, name: str | None = None) -> None:
+        here = inspect.currentframe()
+        plugin = _plugin_on_stack(here.f_back if here is not None else None, owners)
+        calls.append((plugin or "<unknown plugin>", obj, name))
+
+    try:
+        hook(register=register)
+    except PluginError:
+        raise
+    except Exception as err:
+        culprit = _plugin_in_traceback(err.__traceback__, owners) or "<unknown plugin>"
+        raise PluginError(f"plugin {culprit!r} failed in {hook_name}: {type(err).__name__}: {err}") from err
+    return calls, hooked
+
+
 def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
     """The graders every plugin registers, each attributed to its plugin (cached per manager).
 
@@ -501,27 +538,7 @@ def get_registry(pm: pluggy.PluginManager) -> GraderRegistry:
         cached = _REGISTRIES.get(pm)
         if cached is not None:
             return cached
-        hook = pm.hook.rft_register_graders
-        impls = hook.get_hookimpls()  # registration order; pluggy calls them in reverse
-        hooked = {impl.plugin_name for impl in impls}
-        # by identity: equal code objects from two plugin files with the same source compare equal
-        owners = {id(code): impl.plugin_name for impl in impls for code in _codes(impl.function)}
-        calls: list[tuple[str, Any, str | None]] = []
-
-        def register(obj: Any, name: str | None = None) -> None:
-            here = inspect.currentframe()
-            plugin = _plugin_on_stack(here.f_back if here is not None else None, owners)
-            calls.append((plugin or "<unknown plugin>", obj, name))
-
-        try:
-            hook(register=register)
-        except PluginError:
-            raise
-        except Exception as err:
-            culprit = _plugin_in_traceback(err.__traceback__, owners) or "<unknown plugin>"
-            raise PluginError(
-                f"plugin {culprit!r} failed in rft_register_graders: {type(err).__name__}: {err}"
-            ) from err
+        calls, hooked = collect_registrations(pm, "rft_register_graders")
         registry = GraderRegistry()
         plugins = [(name, plugin) for name, plugin in pm.list_name_plugin() if plugin is not None]
         order = {name: i for i, (name, _) in enumerate(plugins)}
