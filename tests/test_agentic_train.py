@@ -216,6 +216,7 @@ def test_metrics_and_report_show_the_episodes(agent_run):
     report = (root / "report.md").read_text()
     assert "| task success | 0.500 | 0.500 |" in report
     assert "`lookup(item='apple')` → `7` → `There are 7 in stock.`" in report
+    assert "| tool calls per episode | 1.000 | 1.000 |" in report and "| tool errors per call |" in report
 
 
 GUESS_ROWS = [{"prompt": "Guess the number.", "product": "n"}, {"prompt": "Guess the number, please.", "product": "n"}]

@@ -5,9 +5,10 @@ and what is asked (``ask``: ``stock`` or ``price``). Three files:
 
 - ``train.jsonl``: ``--traces`` rows in OpenAI's function-calling fine-tuning format — the
   user question, the assistant's tool call (arguments as a JSON string, as OpenAI stores
-  them), the tool's result and the final answer — the SFT stage learns the tool format from
-  them; then ``--prompts`` rows with the question only (RFT prompts; no reference answer).
-- ``eval.jsonl``: ``--eval`` held-out questions (products and shops never seen in training).
+  them), the tool's result and the final answer — about a dozen common products; the SFT
+  stage learns the tool format from them. Then ``--prompts`` rows with the question only, about
+  some 200 other products (RFT prompts: no reference answer, the environment verifies).
+- ``eval.jsonl``: ``--eval`` held-out questions about products in neither, in unseen shops.
 
 Run from anywhere; the output is byte-identical for the same arguments::
 
@@ -27,11 +28,28 @@ QUESTIONS = {
     "price": ["What does one {p} cost?", "How much is a {p}, in cents?", "What is the price of a {p}?"],
 }
 ANSWERS = {"stock": "We have {v} {p}s in stock.", "price": "One {p} costs {v} cents."}
-TRAIN_PRODUCTS = (
-    "apple pear plum fig lemon lime mango melon peach cherry grape kiwi banana orange apricot "
-    "carrot onion potato tomato pepper garlic ginger radish turnip celery spinach leek bean pea corn"
+#: The few products of the SFT traces: common words the model copies easily.
+TRACE_PRODUCTS = "apple pear plum fig lemon lime mango melon peach cherry grape kiwi".split()
+#: The products of the RFT questions: many more, plain and odd words (copying the item name out
+#: of "How many quinces …?" into the call is what the traces cannot show for every word).
+PROMPT_PRODUCTS = (
+    "banana orange apricot carrot onion potato tomato pepper garlic ginger radish turnip celery spinach leek "
+    "bean pea corn lentil quinoa barley oat rice wheat millet rye bagel muffin scone waffle pretzel cracker "
+    "biscuit cookie brownie donut croissant baguette noodle dumpling taco burrito sushi ramen tofu tempeh "
+    "cheese butter yogurt cream milk egg honey jam syrup vinegar mustard ketchup pickle olive caper anchovy "
+    "sardine salmon tuna cod shrimp lobster crab oyster mussel clam squid octopus scallop candle lamp bulb "
+    "battery cable charger speaker headphone keyboard mouse monitor printer scanner router stapler pencil "
+    "marker crayon eraser ruler notebook folder envelope stamp sticker ribbon button zipper needle thimble "
+    "sock glove scarf mitten sandal slipper boot sneaker helmet umbrella backpack wallet suitcase blanket "
+    "pillow towel sponge bucket broom shovel rake hammer wrench screwdriver drill chisel pliers ladder hose "
+    "kettle teapot ladle spatula whisk skillet wok colander grater peeler corkscrew napkin coaster saucer"
 ).split()
-EVAL_PRODUCTS = "papaya guava quince olive walnut almond cashew hazelnut pecan date prune raisin".split()
+#: Held-out products: in neither the traces nor the RFT questions.
+EVAL_PRODUCTS = (
+    "papaya guava quince walnut almond cashew hazelnut pecan date prune raisin nectarine kumquat lychee "
+    "avocado artichoke parsnip shallot rhubarb fennel thermos funnel trowel easel compass magnet padlock "
+    "whistle kazoo yoyo"
+).split()
 TOOLS = [
     {
         "type": "function",
@@ -56,7 +74,7 @@ TOOLS = [
 def make_row(rng: random.Random, products: list[str], *, trace: bool) -> dict:
     """One question about a fresh shop of 3–5 products; with ``trace``, the whole tool-use answer.
 
-    >>> row = make_row(random.Random(0), TRAIN_PRODUCTS, trace=True)
+    >>> row = make_row(random.Random(0), TRACE_PRODUCTS, trace=True)
     >>> [m["role"] for m in row["messages"]]
     ['system', 'user', 'assistant', 'tool', 'assistant']
     """
@@ -92,8 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
-    train = [make_row(rng, TRAIN_PRODUCTS, trace=True) for _ in range(args.traces)]
-    train += [make_row(rng, TRAIN_PRODUCTS, trace=False) for _ in range(args.prompts)]
+    train = [make_row(rng, TRACE_PRODUCTS, trace=True) for _ in range(args.traces)]
+    train += [make_row(rng, PROMPT_PRODUCTS, trace=False) for _ in range(args.prompts)]
     held = [make_row(rng, EVAL_PRODUCTS, trace=False) for _ in range(args.eval)]
     for name, rows in (("train.jsonl", train), ("eval.jsonl", held)):
         with (args.out / name).open("w", encoding="utf-8") as f:

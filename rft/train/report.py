@@ -320,8 +320,9 @@ def write_report(run_dir: str | Path) -> Path:
         for name, pts in sorted(curves.items()):
             lines.append(f"| {name} | {_fmt(pts[0][1])} | {_fmt(pts[-1][1])} |")
         for key, label in (
-            ("tools/call_frequency", "tool calls per episode"),
-            ("tools/failure_frequency", "tool failures per call"),
+            ("episodes/success_rate", "task success (training episodes)"),
+            ("episodes/tool_calls", "tool calls per episode"),
+            ("episodes/tool_errors_per_call", "tool errors per call"),
         ):
             pts = [r[key] for r in metrics if r.get("stage") == "rft" and r.get(key) is not None]
             if pts:  # agentic runs (rft.train.episodes.episode_metrics)
