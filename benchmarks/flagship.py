@@ -8,18 +8,19 @@ same graders and greedy decoding:
 * **sft_then_rft**: the config as it is, through ``rft train``'s pipeline
   (:func:`rft.train.pipeline.run_training`), its SFT and RFT training time measured;
 * **sft**: the same labeled rows, the same SFT settings (learning rate, batch, LoRA, schedule
-  family), trained for the **same training time** as the SFT → RFT arm: ``max_steps`` is that
-  arm's SFT + RFT training seconds divided by the median SFT step measured in that same run, so
-  the learning-rate schedule runs to its end. On a machine shared with other jobs, step times
-  drift between runs; counting steps at the step-time ratio measured within one run keeps the
-  arms at equal compute where a wall-clock stop would not. ``--time-cap`` also stops the arm
-  when its own clock reaches the SFT → RFT training time.
+  family), trained for the **same training time** as the SFT → RFT arm, counted in this
+  process's CPU seconds: ``max_steps`` is the SFT → RFT arm's SFT + RFT training CPU seconds
+  divided by the CPU seconds per SFT step measured in that same run, so the learning-rate
+  schedule runs to its end. On a machine shared with other jobs, wall-clock step times drift
+  by 2× and more within minutes; CPU time does not (with ``OMP_NUM_THREADS=1`` it equals wall
+  time on an idle machine). ``--time-cap`` also stops the arm when its CPU seconds reach the
+  SFT → RFT arm's.
 
 Training time excludes model loading and evaluation (the same for every arm), as in
-``rft advise --pilot`` (whose budget callback this reuses). Prints progress and the table, and
-writes ``flagship.json`` and ``flagship.png`` into ``--out``::
+``rft advise --pilot``. Prints progress and the table (training time as wall minutes and CPU
+minutes), and writes ``flagship.json`` and ``flagship.png`` into ``--out``::
 
-    .venv/bin/python benchmarks/flagship.py                          # 3 seeds, ≈ 25-40 min on 2 CPU cores
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flagship.py        # 3 seeds, ≈ 40 min on 2 CPU cores
     .venv/bin/python benchmarks/flagship.py --seeds 0 --out /tmp/fl  # one seed
     .venv/bin/python benchmarks/flagship.py --sft-lr 3e-4            # the SFT-only arm at another learning rate
 
@@ -48,7 +49,6 @@ from typing import Any  # noqa: E402
 
 import yaml  # noqa: E402
 
-from rft.advise.pilots import PilotBudget, _budget_callback  # noqa: E402
 from rft.config import parse_config  # noqa: E402
 from rft.train.pipeline import run_training  # noqa: E402
 
@@ -57,9 +57,31 @@ ARMS = ("base", "sft", "sft_then_rft")
 LABELS = {"base": "base model", "sft": "SFT only (equal time)", "sft_then_rft": "SFT → RFT"}
 
 
-def _stopwatch() -> Any:
-    """A TrainerCallback that measures a stage (steps, training seconds, median step) and never stops it."""
-    return _budget_callback(PilotBudget("steps", 1e12), 1e12, None)
+def _clock(cpu_cap: float | None = None) -> Any:
+    """A TrainerCallback measuring a stage: steps, wall seconds and this process's CPU seconds.
+
+    With ``cpu_cap``, it stops training once the stage has used that many CPU seconds.
+    """
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.steps = 0
+            self.wall = self.cpu = 0.0
+            self.stopped = False
+            self._t0 = self._c0 = 0.0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self._t0, self._c0 = time.perf_counter(), time.process_time()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.steps = int(state.global_step)
+            self.wall = time.perf_counter() - self._t0
+            self.cpu = time.process_time() - self._c0
+            if cpu_cap is not None and self.cpu >= cpu_cap and not control.should_training_stop:
+                control.should_training_stop = self.stopped = True
+
+    return Clock()
 
 
 def _parse(raw: dict[str, Any], config: Path, out: Path) -> Any:
@@ -83,7 +105,7 @@ def run_seed(
     # SFT → RFT: the config as shipped
     both = copy.deepcopy(raw)
     both["seed"] = seed
-    watch = {"sft": _stopwatch(), "rft": _stopwatch()}
+    watch = {"sft": _clock(), "rft": _clock()}
     say("sft_then_rft: training (the config as shipped)")
     t0 = time.perf_counter()
     res = run_training(
@@ -93,17 +115,19 @@ def run_seed(
         log=say,
     )
     both_wall = time.perf_counter() - t0
-    train_s = watch["sft"].elapsed + watch["rft"].elapsed
-    sft_step = watch["sft"].median_step() or watch["sft"].elapsed / max(1, watch["sft"].steps)
+    train_s = watch["sft"].wall + watch["rft"].wall
+    train_cpu = watch["sft"].cpu + watch["rft"].cpu
+    sft_step_cpu = watch["sft"].cpu / max(1, watch["sft"].steps)
     arms: dict[str, dict[str, Any]] = {
-        "base": {**_scores(res.get("base")), "train_s": 0.0, "steps": {}},
+        "base": {**_scores(res.get("base")), "train_s": 0.0, "train_cpu_s": 0.0, "steps": {}},
         "sft_then_rft": {
             **_scores(res.get("rft")),
             "after_sft": _scores(res.get("sft")),
             "train_s": round(train_s, 1),
+            "train_cpu_s": round(train_cpu, 1),
             "wall_s": round(both_wall, 1),
             "steps": {"sft": watch["sft"].steps, "rft": watch["rft"].steps},
-            "step_s": {"sft": watch["sft"].median_step(), "rft": watch["rft"].median_step()},
+            "cpu_s": {s: round(w.cpu, 1) for s, w in watch.items()},
         },
     }
 
@@ -112,15 +136,14 @@ def run_seed(
     only["seed"] = seed
     only["stages"].pop("rft", None)
     sft = only["stages"]["sft"].setdefault("trl", {})
-    steps = max(1, round(train_s / sft_step))
+    steps = max(1, round(train_cpu / sft_step_cpu))
     sft["max_steps"] = steps
     if sft_lr is not None:
         sft["learning_rate"] = sft_lr
-    cap = train_s if time_cap else 1e12
-    stop = _budget_callback(PilotBudget("seconds", cap), cap, None)
+    stop = _clock(train_cpu if time_cap else None)
     say(
-        f"sft: training {steps} steps (≈ {train_s:.0f} s at the measured SFT step of {sft_step:.2f} s"
-        + (", stopped at that time at the latest)" if time_cap else ")")
+        f"sft: training {steps} steps (≈ {train_cpu:.0f} CPU s at the measured {sft_step_cpu:.2f} CPU s per SFT step"
+        + (", stopped there at the latest)" if time_cap else ")")
     )
     t0 = time.perf_counter()
     res_sft = run_training(
@@ -131,7 +154,8 @@ def run_seed(
     )
     arms["sft"] = {
         **_scores(res_sft.get("sft")),
-        "train_s": round(stop.elapsed, 1),
+        "train_s": round(stop.wall, 1),
+        "train_cpu_s": round(stop.cpu, 1),
         "wall_s": round(time.perf_counter() - t0, 1),
         "steps": {"sft": stop.steps},
         "planned_steps": steps,
@@ -158,7 +182,8 @@ def summarise(seeds: list[dict[str, Any]]) -> dict[str, Any]:
     for arm in ARMS:
         rates = [s["arms"][arm]["pass_rate"] for s in seeds if s["arms"][arm].get("pass_rate") is not None]
         times = [s["arms"][arm]["train_s"] for s in seeds]
-        out[arm] = {"pass_rate": _stats(rates), "train_s": _stats(times)}
+        cpu = [s["arms"][arm]["train_cpu_s"] for s in seeds]
+        out[arm] = {"pass_rate": _stats(rates), "train_s": _stats(times), "train_cpu_s": _stats(cpu)}
     # the SFT → RFT arm's own warm start: SFT alone, stopped early (its evaluation before RFT)
     warm = [s["arms"]["sft_then_rft"]["after_sft"]["pass_rate"] for s in seeds]
     out["sft_warm_start"] = {"pass_rate": _stats([x for x in warm if x is not None])}
@@ -167,13 +192,17 @@ def summarise(seeds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table(seeds: list[dict[str, Any]], summary: dict[str, Any]) -> str:
     """The Markdown table: one column per seed, then mean ± sd (min–max), then training time."""
-    head = "| arm | " + " | ".join(f"seed {s['seed']}" for s in seeds) + " | mean ± sd (min–max) | training time |"
+    head = (
+        "| arm | "
+        + " | ".join(f"seed {s['seed']}" for s in seeds)
+        + " | mean ± sd (min–max) | training time (wall / CPU) |"
+    )
     lines = [head, "|" + " --- |" * (len(seeds) + 3)]
     for arm in ARMS:
         cells = [_rate(s["arms"][arm].get("pass_rate")) for s in seeds]
-        t = summary[arm]["train_s"]
+        t, c = summary[arm]["train_s"], summary[arm]["train_cpu_s"]
         agg = _agg(summary[arm]["pass_rate"])
-        train = "–" if arm == "base" else f"{t['mean'] / 60:.1f} min"
+        train = "–" if arm == "base" else f"{t['mean'] / 60:.1f} / {c['mean'] / 60:.1f} min"
         lines.append(f"| {LABELS[arm]} | " + " | ".join(cells) + f" | {agg} | {train} |")
         if arm == "base":  # the warm start: what SFT alone reaches when stopped early
             cells = [_rate(s["arms"]["sft_then_rft"]["after_sft"]["pass_rate"]) for s in seeds]
@@ -235,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sft-lr", type=float, default=None, help="learning rate of the SFT-only arm (default: the config's)"
     )
-    ap.add_argument("--time-cap", action="store_true", help="also stop the SFT-only arm at the SFT → RFT training time")
+    ap.add_argument("--time-cap", action="store_true", help="also stop the SFT-only arm at the SFT → RFT CPU seconds")
     args = ap.parse_args(argv)
     out = args.out or REPO / "runs" / f"flagship-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
