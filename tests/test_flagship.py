@@ -60,9 +60,10 @@ ROW = {"low": 818, "high": 830, "parity": "even"}
         ("828", True, 1.0),
         (" 824\n", True, 1.0),  # surrounding whitespace is not the model's answer
         ("825", False, 0.5),  # in the range, wrong parity
-        ("818", False, 0.5 + 0.5 * (1 - 1 / 50)),  # the bound is outside ("between" is exclusive): 1 below 819
-        ("844", False, 0.5 + 0.5 * (1 - 15 / 50)),  # right parity, 15 above the range (829 is its top)
-        ("2000", False, 0.5),  # right parity, far away: no closeness credit
+        ("818", False, 0.5),  # a copy of the bound: outside ("between" is exclusive), parity credit only
+        ("830", False, 0.5),  # (a closeness credit for it was gamed by GRPO on one seed)
+        ("819", False, 0.5),  # inside, wrong parity
+        ("2000", False, 0.5),  # right parity, far away
         ("The number is 824", False, 0.0),  # not a bare number: the format is part of the task
         ("", False, 0.0),
     ],

@@ -2,8 +2,14 @@
 
 ``in_range`` is the goal (1 or 0). ``range_credit`` is the dense part that gives GRPO a
 signal where every sample of a group fails: for a reply that is a bare number, half for the
-right parity and half for being close to the range. Neither reads a reference output: the
-row carries only ``low``, ``high`` and ``parity``, so prompts without labels train RFT too.
+right parity and half for being inside the range. Neither reads a reference output: the row
+carries only ``low``, ``high`` and ``parity``, so prompts without labels train RFT too.
+
+Why no credit for being *close* to the range: an earlier version paid 0.5 × closeness (1 inside,
+falling to 0 at 50 outside). GRPO found the loophole on one of three seeds: copying the
+prompt's lower bound ("Name an odd number between 39 and 50." → "39") is 1 outside the range
+and earned 0.99 of the dense credit half the time; the held-out pass rate fell from 0.54 after
+SFT to 0.39. Partial credit must not pay for something a right answer never is.
 """
 
 from __future__ import annotations
@@ -13,8 +19,6 @@ import re
 import rft
 
 _NUMBER = re.compile(r"\s*(\d{1,9})\s*")
-#: How far outside the range (in units) a number still earns closeness credit.
-NEAR = 50
 
 
 def _number(completion: str) -> int | None:
@@ -44,19 +48,16 @@ def in_range(completion: str, item: dict) -> float:
 
 @rft.grader(range=(0.0, 1.0))
 def range_credit(completion: str, item: dict) -> float:
-    """Partial credit for a bare number: 0.5 for the parity, 0.5 × closeness to the range.
-
-    Closeness is 1 inside the range and falls to 0 at :data:`NEAR` units outside it.
+    """Partial credit for a bare number: 0.5 for the parity, 0.5 for being strictly inside the range.
 
     >>> row = {"low": 818, "high": 830, "parity": "even"}
-    >>> range_credit("824", row), range_credit("825", row), range_credit("844", row), range_credit("no", row)
-    (1.0, 0.5, 0.7, 0.0)
+    >>> range_credit("824", row), range_credit("825", row), range_credit("818", row), range_credit("no", row)
+    (1.0, 0.5, 0.5, 0.0)
     """
     x = _number(completion)
     if x is None:
         return 0.0
-    distance = max(item["low"] + 1 - x, 0, x - (item["high"] - 1))
-    return 0.5 * float(_parity_ok(x, item["parity"])) + 0.5 * max(0.0, 1.0 - distance / NEAR)
+    return 0.5 * float(_parity_ok(x, item["parity"])) + 0.5 * float(item["low"] < x < item["high"])
 
 
 @rft.hookimpl
