@@ -94,7 +94,14 @@ def _scores(summary: dict[str, Any] | None) -> dict[str, float | None]:
 
 
 def run_seed(
-    raw: dict[str, Any], config: Path, seed: int, out: Path, *, sft_lr: float | None, time_cap: bool
+    raw: dict[str, Any],
+    config: Path,
+    seed: int,
+    out: Path,
+    *,
+    sft_lr: float | None,
+    time_cap: bool,
+    sft_arm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The three arms for one seed; returns their held-out scores and training times."""
     t_seed = time.perf_counter()
@@ -130,6 +137,13 @@ def run_seed(
             "cpu_s": {s: round(w.cpu, 1) for s, w in watch.items()},
         },
     }
+
+    if sft_arm is not None:  # --sft-from: measured before, with the same data, settings and in_range
+        say(
+            f"sft: kept from {sft_arm['reused_from']} ({sft_arm['steps']['sft']} steps, pass rate {sft_arm['pass_rate']})"
+        )
+        arms["sft"] = sft_arm
+        return {"seed": seed, "arms": arms}
 
     # SFT only, for the same training time
     only = copy.deepcopy(raw)
@@ -265,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
         "--sft-lr", type=float, default=None, help="learning rate of the SFT-only arm (default: the config's)"
     )
     ap.add_argument("--time-cap", action="store_true", help="also stop the SFT-only arm at the SFT → RFT CPU seconds")
+    ap.add_argument(
+        "--sft-from",
+        type=Path,
+        default=None,
+        help="reuse the SFT-only arms of this flagship.json (valid after a change to the dense grader only: SFT "
+        "trains without graders, and the pass rate is in_range's)",
+    )
     args = ap.parse_args(argv)
     out = args.out or REPO / "runs" / f"flagship-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
@@ -275,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[int, dict[str, Any]] = {}
     if (out / "flagship.json").exists():  # a seed already measured in --out is kept, not rerun
         done = {s["seed"]: s for s in json.loads((out / "flagship.json").read_text())["seeds"]}
+    previous_sft: dict[int, dict[str, Any]] = {}
+    if args.sft_from is not None:
+        for s in json.loads(args.sft_from.read_text())["seeds"]:
+            previous_sft[s["seed"]] = {**s["arms"]["sft"], "reused_from": str(args.sft_from)}
     seeds: list[dict[str, Any]] = []
     for seed in args.seeds:
         if seed in done:
@@ -282,7 +307,18 @@ def main(argv: list[str] | None = None) -> int:
             seeds.append(done[seed])
             continue
         print(f"seed {seed}: {out / f'seed{seed}'}", flush=True)
-        seeds.append(run_seed(raw, args.config, seed, out / f"seed{seed}", sft_lr=args.sft_lr, time_cap=args.time_cap))
+        reuse = previous_sft.get(seed)
+        seeds.append(
+            run_seed(
+                raw,
+                args.config,
+                seed,
+                out / f"seed{seed}",
+                sft_lr=args.sft_lr,
+                time_cap=args.time_cap,
+                sft_arm=reuse,
+            )
+        )
         _write(out, args.config, seeds + [s for k, s in done.items() if k not in args.seeds])
         print(table(seeds, summarise(seeds)), flush=True)
     _write(out, args.config, seeds + [s for k, s in done.items() if k not in args.seeds])
