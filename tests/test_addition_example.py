@@ -26,9 +26,7 @@ def test_shipped_data_is_what_make_data_writes(tmp_path):
         [sys.executable, str(ADDITION / "make_data.py"), "--out", str(tmp_path)], check=True, capture_output=True
     )
     for name in ("train.jsonl", "eval.jsonl"):
-        assert (tmp_path / name).read_bytes() == (ADDITION / name).read_bytes(), (
-            f"{name} is stale: rerun make_data.py"
-        )
+        assert (tmp_path / name).read_bytes() == (ADDITION / name).read_bytes(), f"{name} is stale: rerun make_data.py"
 
 
 def test_held_out_sums_never_appear_in_training():
