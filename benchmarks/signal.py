@@ -1,6 +1,6 @@
 """Training-signal benchmarks (issue 14). This file holds the guard part:
 
-**guard**: a deliberately gameable run. The quickstart's sums, a short SFT warm start (the
+**guard**: a deliberately gameable run. The addition example's sums, a short SFT warm start (the
 model learns to answer with the sum), then GRPO trained on ``verbosity`` alone, a reward for
 long replies that says nothing about the sum. The built-in ``exact_match`` is an audit grader
 (``audit: true``, weight 0): scored and logged, never trained on. The held-out rows are
@@ -36,7 +36,7 @@ from typing import Any  # noqa: E402
 import rft  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "examples" / "quickstart"
+ADDITION = REPO / "examples" / "addition"
 
 
 @rft.grader(range=(0.0, 1.0))
@@ -60,7 +60,7 @@ def guard_config(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         "seed": args.seed,
         "output_dir": str(out),
         "model": args.model,
-        "data": {"train": str(QUICKSTART / "train.jsonl"), "eval": str(QUICKSTART / "eval.jsonl")},
+        "data": {"train": str(ADDITION / "train.jsonl"), "eval": str(ADDITION / "eval.jsonl")},
         "graders": {
             "plugins": [str(Path(__file__).resolve())],
             "graders": [{"name": "verbosity", "weight": 1.0}, {"name": "exact_match", "audit": True}],

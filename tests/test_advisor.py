@@ -345,6 +345,18 @@ def test_low_pass_on_unlabeled_data_means_collect_demonstrations():
     assert steps[-1].recommendation == "collect_labels"
 
 
+def test_low_pass_with_a_few_references_among_many_prompts_warms_up_on_them():
+    # the flagship's shape: 32 rows with a reference, 480 with a verifier only (6% labeled)
+    rows = word_rows(512)
+    for row in rows[:32]:
+        row["answer"] = "x" * row["length"]
+    probe = ProbeResult(pass_at_1=0.0, pass_at_k=0.0, zero_variance_share=1.0, rows=8, samples_per_row=4)
+    steps = decide(dataset_stats(rows), Verifiability(verifiable=True, configured=True), probe)
+    assert [s.rule for s in steps] == ["unlabeled/verifiable", "probe/low_pass"]
+    assert steps[-1].recommendation == "sft_then_rft"
+    assert steps[-1].numbers["reference_rows"] == 32 and "the 32 rows with a reference" in steps[-1].because
+
+
 @pytest.mark.parametrize(
     ("n", "c", "k", "expected"),
     [

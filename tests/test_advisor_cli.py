@@ -53,7 +53,7 @@ def workspace(tmp_path_factory) -> Path:
         }
 
     _write_jsonl(d / "train.jsonl", [row() for _ in range(150)])
-    # the quickstart's shape: chat prompts without an assistant turn, the reference in `answer`
+    # the addition example's shape: chat prompts without an assistant turn, the reference in `answer`
     quick = [
         {
             "messages": [{"role": "system", "content": "Reply with the sum only."}, r["messages"][0]],

@@ -246,8 +246,14 @@ def _grader_step(verif: Verifiability, labeled: bool, n: int, common: Mapping[st
     return _unverifiable("graders/unusable", why, n, common)
 
 
-def _probe_step(probe: ProbeResult, current: str, labeled: bool) -> Step | None:
-    """3. The probe's pass rates (used only when the graders passed their checks)."""
+def _probe_step(probe: ProbeResult, current: str, labeled: bool, reference_rows: int = 0) -> Step | None:
+    """3. The probe's pass rates (used only when the graders passed their checks).
+
+    A low pass rate asks for an SFT warm start on the rows that have a reference output: on
+    labeled data, and also on mostly unlabeled data that has some (a few demonstrations plus
+    many prompts with a verifier — RFT's own regime, as in the flagship example). Only data
+    without a single reference needs demonstrations collected first.
+    """
     p1, pk, zv = probe.pass_at_1, probe.pass_at_k, probe.zero_variance_share
     if p1 is None:
         return None
@@ -279,13 +285,14 @@ def _probe_step(probe: ProbeResult, current: str, labeled: bool) -> Step | None:
     if current not in ("rft", "rft_with_judge"):
         return None
     if p1 < PROBE_LOW_PASS:
-        if labeled:
+        if labeled or reference_rows > 0:
+            on = "the references" if labeled else f"the {reference_rows} rows with a reference"
             return Step(
                 "probe/low_pass",
                 "sft_then_rft",
                 f"pass@1 {p1:.0%} < {PROBE_LOW_PASS:.0%} (pass@{k} {pk or 0.0:.0%}): "
-                "GRPO would see almost no reward; warm start with SFT on the references, then RFT",
-                nums,
+                f"GRPO would see almost no reward; warm start with SFT on {on}, then RFT on every prompt",
+                {**nums, "reference_rows": reference_rows},
             )
         return Step(
             "probe/low_pass",
@@ -352,8 +359,9 @@ def decide(
     2. Grader checks: an RFT recommendation with a gameable or disagreeing grader falls
        back to ``sft`` (labeled) or the unverifiable branch (unlabeled).
     3. Probe (only with graders that passed their checks): pass@1 < :data:`PROBE_LOW_PASS`
-       turns ``rft`` into ``sft_then_rft`` (labeled) or ``collect_labels`` (unlabeled:
-       collect demonstrations); pass@1 > :data:`PROBE_HIGH_PASS` → ``none``; in between,
+       turns ``rft`` into ``sft_then_rft`` (labeled, or unlabeled with some rows that have a
+       reference: warm start on those) or ``collect_labels`` (no reference at all: collect
+       demonstrations); pass@1 > :data:`PROBE_HIGH_PASS` → ``none``; in between,
        RFT is confirmed. Then the learnable band: labeled data with an RFT recommendation
        whose probed prompts have mixed outcomes less often than :data:`BAND_MIN_MIXED_SHARE`,
        mostly never passing → ``sft_then_rft``.
@@ -369,7 +377,7 @@ def decide(
     if configured and steps[-1].recommendation in ("rft", "sft_then_rft") and not verifiable:
         steps.append(_grader_step(verifiability, labeled, n, common))
     if probe is not None and verifiable:
-        step = _probe_step(probe, steps[-1].recommendation, labeled)
+        step = _probe_step(probe, steps[-1].recommendation, labeled, stats.references.rows)
         if step is not None:
             steps.append(step)
         band_step = _band_step(probe, steps[-1].recommendation, labeled)

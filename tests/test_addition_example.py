@@ -1,4 +1,4 @@
-"""The quickstart (configs/quickstart.yaml): its data, its grader and its config, without training.
+"""The addition example (configs/addition.yaml, the quickstart before the flagship): data, grader, config.
 
 Training it end to end takes minutes on the embedded model; the numbers are in examples/README.md.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = ROOT / "examples" / "quickstart"
-CONFIG = ROOT / "configs" / "quickstart.yaml"
+ADDITION = ROOT / "examples" / "addition"
+CONFIG = ROOT / "configs" / "addition.yaml"
 
 
 def _rows(path: Path) -> list[dict]:
@@ -23,12 +23,10 @@ def _rows(path: Path) -> list[dict]:
 
 def test_shipped_data_is_what_make_data_writes(tmp_path):
     subprocess.run(
-        [sys.executable, str(QUICKSTART / "make_data.py"), "--out", str(tmp_path)], check=True, capture_output=True
+        [sys.executable, str(ADDITION / "make_data.py"), "--out", str(tmp_path)], check=True, capture_output=True
     )
     for name in ("train.jsonl", "eval.jsonl"):
-        assert (tmp_path / name).read_bytes() == (QUICKSTART / name).read_bytes(), (
-            f"{name} is stale: rerun make_data.py"
-        )
+        assert (tmp_path / name).read_bytes() == (ADDITION / name).read_bytes(), f"{name} is stale: rerun make_data.py"
 
 
 def test_held_out_sums_never_appear_in_training():
@@ -36,7 +34,7 @@ def test_held_out_sums_never_appear_in_training():
         a, b = row["messages"][1]["content"].removeprefix("What is ").removesuffix("?").split(" + ")
         return frozenset((int(a), int(b)))
 
-    train, held_out = _rows(QUICKSTART / "train.jsonl"), _rows(QUICKSTART / "eval.jsonl")
+    train, held_out = _rows(ADDITION / "train.jsonl"), _rows(ADDITION / "eval.jsonl")
     assert (len(train), len(held_out)) == (1000, 100)
     assert not {pair(r) for r in train} & {pair(r) for r in held_out}
     for row in train + held_out:  # the SFT reference (assistant turn) and the graders' answer are the sum
@@ -49,7 +47,7 @@ def test_held_out_sums_never_appear_in_training():
 def digit_credit():
     from rft.plugins import get_plugin_manager, get_registry
 
-    pm = get_plugin_manager(plugins=[str(QUICKSTART / "graders.py")])
+    pm = get_plugin_manager(plugins=[str(ADDITION / "graders.py")])
     return get_registry(pm).get("digit_credit").obj
 
 
@@ -70,7 +68,7 @@ def test_digit_credit(digit_credit, completion, answer, score):
     assert digit_credit(completion=completion, answer=answer) == pytest.approx(score)
 
 
-def test_quickstart_config_is_valid_and_scores_references_as_passing():
+def test_addition_config_is_valid_and_scores_references_as_passing():
     from rft.config.run import load_config
     from rft.core import Sample
     from rft.train.pipeline import make_plan

@@ -1,4 +1,4 @@
-"""Generate the quickstart data: two-digit addition as chat JSONL (deterministic).
+"""Generate the addition example's data: two-digit addition as chat JSONL (deterministic).
 
 Every row is an OpenAI/Fireworks-style chat: the final assistant turn is the reference for
 SFT (rftkit strips it from the prompt), and ``answer`` is the column the graders read::
@@ -10,7 +10,7 @@ SFT (rftkit strips it from the prompt), and ``answer`` is the column the graders
 The held-out eval pairs never appear in the training file (neither as ``a + b`` nor as
 ``b + a``). Run from anywhere; the output is byte-identical for the same arguments::
 
-    python examples/quickstart/make_data.py            # writes train.jsonl and eval.jsonl here
+    python examples/addition/make_data.py            # writes train.jsonl and eval.jsonl here
 """
 
 from __future__ import annotations

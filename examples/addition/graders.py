@@ -1,9 +1,9 @@
-"""The quickstart's task-specific grader: partial credit for an addition answer.
+"""The addition example's task-specific grader: partial credit for an addition answer.
 
 The built-in ``exact_match`` is the goal (1 for the right sum, else 0), but a 0/1 reward
 gives GRPO no signal on prompts where every sampled answer is wrong. ``digit_credit``
 adds a dense part: the share of digits in the right place, for replies that are a bare
-number with as many digits as the answer. ``configs/quickstart.yaml`` weights it at 0.5,
+number with as many digits as the answer. ``configs/addition.yaml`` weights it at 0.5,
 so the reward is 1.5 for the right sum, at most 0.5 for a wrong one, and 0 for a reply
 that is not a number of the right length.
 
