@@ -382,3 +382,17 @@ def test_report_warns_when_rft_added_nothing(tmp_path, pass_rate, reward):
 
 def test_no_statement_without_both_stages():
     assert rft_over_sft({"base": {"pass_rate": 0.1}, "rft": {"pass_rate": 0.5}}) == []
+
+
+@pytest.mark.parametrize("text", ["90s", "20000 tokens"])
+def test_a_time_or_token_budget_not_the_written_steps_ends_every_arm(tmp_path, text):
+    # SFT alone must be free to spend its whole budget (more epochs): the fair comparison
+    from rft.advise.pilots import PILOT_STEP_CAP, _arm_config
+
+    advice, gs = _advice_for(tmp_path)
+    for arm in ("sft", "sft_then_rft"):
+        cfg = _arm_config(
+            advice, arm, tmp_path / "p", grader_set=gs, model="tiny", budget=parse_budget(text), eval_rows=4
+        )
+        stages = [s for s in (cfg.sft, cfg.rft) if s is not None]
+        assert stages and all(s.trl["max_steps"] >= PILOT_STEP_CAP for s in stages)

@@ -48,6 +48,11 @@ __all__ = [
 ARMS = ("sft", "rft", "sft_then_rft")
 #: Share of an ``sft_then_rft`` arm's budget that goes to the SFT warm start.
 SFT_SHARE = 0.25
+#: With a time or token budget, each stage's ``max_steps`` is at least this, so the budget — not
+#: the written config's step count — ends it: SFT alone may use its whole budget for more
+#: epochs (the fair comparison). The default schedule is constant (rft.config.trl), so the
+#: large cap changes no learning rate.
+PILOT_STEP_CAP = 100_000
 #: Held-out rows each arm is evaluated on, unless told otherwise.
 DEFAULT_EVAL_ROWS = 100
 
@@ -282,6 +287,8 @@ def _arm_config(
         trl["save_strategy"] = "no"
         if budget.kind == "steps":
             trl["max_steps"] = int(budget.share(stage, stages))
+        else:  # the budget ends the stage: an arm may not stop early at the written config's steps
+            trl["max_steps"] = max(int(trl.get("max_steps", 0) or 0), PILOT_STEP_CAP)
     probe = advice.probe
     cfg["eval"] = {
         "max_rows": eval_rows,
