@@ -8,6 +8,7 @@ the smallest GRPO that says something: a tiny random model, 2 steps, 8-token com
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -347,15 +348,18 @@ def test_resume_after_the_learners_fail(cluster, tmp_path):
 
 # The agent test's environment plus the scripted policy: a tiny random model cannot call tools, so
 # the plugin file (loaded in every learner process, where the environment is looked up by name)
-# installs tests/scripted_policy.py's generate there.
+# installs tests/scripted_policy.py's generate there — and not in this test process, which loads
+# the plugin too (a patch here would leak into every later test).
 SCRIPTED_AGENT_PLUGIN = (
     AGENT_PLUGIN
     + f"""
 
+import os
 import sys
-sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
-import scripted_policy
-scripted_policy.install()
+if os.getpid() != {os.getpid()}:  # learners and grader actors only: never the test process itself
+    sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+    import scripted_policy
+    scripted_policy.install()
 """
 )
 
