@@ -6,32 +6,20 @@ SFT alone (the table is in README.md). These tests run without training.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGSHIP = ROOT / "examples" / "flagship"
 CONFIG = ROOT / "configs" / "quickstart.yaml"
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def test_shipped_data_is_what_make_data_writes(tmp_path):
-    subprocess.run(
-        [sys.executable, str(FLAGSHIP / "make_data.py"), "--out", str(tmp_path)], check=True, capture_output=True
-    )
-    for name in ("train.jsonl", "eval.jsonl"):
-        assert (tmp_path / name).read_bytes() == (FLAGSHIP / name).read_bytes(), f"{name} is stale: rerun make_data.py"
-
-
 def test_few_labels_many_verifier_only_prompts_and_disjoint_held_out_ranges():
-    train, held_out = _rows(FLAGSHIP / "train.jsonl"), _rows(FLAGSHIP / "eval.jsonl")
+    train, held_out = read_jsonl(FLAGSHIP / "train.jsonl"), read_jsonl(FLAGSHIP / "eval.jsonl")
     labeled = [r for r in train if r["messages"][-1]["role"] == "assistant"]
     assert (len(train), len(labeled), len(held_out)) == (512, 32, 100)
     # no row carries an `answer` column: rftkit would read it as a reference output for SFT
