@@ -1,4 +1,21 @@
-"""Training-signal benchmarks (issue 14). This file holds the guard part:
+"""Training-signal benchmarks (issue 14), in two parts.
+
+**compare**: the flagship (``configs/quickstart.yaml``: SFT warm start, then GRPO on 512
+prompts with a verifier) with and without dynamic sampling and the pass-rate curriculum, at
+equal RFT training time, for each seed. The **plain** arm is the config as shipped; its RFT
+stage's CPU seconds become the **signal** arm's budget: the same config plus
+``stages.rft.dynamic_sampling`` and ``stages.rft.curriculum``, its RFT stage stopped when it has
+used as many CPU seconds (the learning rate is constant, so stopping early changes no schedule;
+``max_steps`` is raised so the time, not the step count, ends it). Reported per arm: the share
+of generated prompt groups that were informative (rewards not all equal), the share of the
+trained batches' groups that were, generations per informative group, RFT steps, and the held-out
+pass rate on the same 100 rows::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/signal.py compare            # 3 seeds, ≈ 45 min on 2 cores
+    .venv/bin/python benchmarks/signal.py compare --seeds 0 --out /tmp/sig      # one seed
+
+Writes ``signal.json`` and ``signal.png`` into ``--out``; a seed already there is kept.
+
 
 **guard**: a deliberately gameable run. The addition example's sums, a short SFT warm start (the
 model learns to answer with the sum), then GRPO trained on ``verbosity`` alone, a reward for
@@ -27,7 +44,10 @@ if __name__ == "__main__" and sys.path and sys.path[0] and __file__.startswith(s
     sys.path.pop(0)
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -37,6 +57,17 @@ import rft  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ADDITION = REPO / "examples" / "addition"
+COMPARE_ARMS = ("plain", "signal")
+COMPARE_LABELS = {"plain": "SFT → RFT as shipped", "signal": "+ dynamic sampling + curriculum"}
+
+
+def _flagship() -> Any:
+    """``benchmarks/flagship.py`` as a module: its stage clock and config parsing are shared."""
+    spec = importlib.util.spec_from_file_location("rft_bench_flagship", Path(__file__).with_name("flagship.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @rft.grader(range=(0.0, 1.0))
@@ -151,6 +182,177 @@ def run_guard(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+# -- compare: the flagship with and without dynamic sampling and the curriculum ---------------
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 4) if values else None
+
+
+def signal_measures(metrics: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The RFT stage's signal from ``metrics.jsonl`` records, averaged over its steps.
+
+    ``generated``: share of the prompt groups generated that were informative (rewards not all
+    equal); ``trained``: share of the groups in the batches trained on that were;
+    ``generations_per_informative_group``. Without dynamic sampling all three come from TRL's
+    ``frac_reward_zero_std`` (every generated group is trained on).
+
+    >>> signal_measures([{"stage": "rft", "step": 1, "frac_reward_zero_std": 0.5, "loss": 0.1}])
+    {'generated': 0.5, 'trained': 0.5, 'generations_per_informative_group': None, 'curriculum_retired': None}
+    """
+    steps = [r for r in metrics if r.get("stage") == "rft" and "loss" in r]
+    ds = "dynamic_sampling/informative_share"
+    if any(r.get(ds) is not None for r in steps):
+        generated = [float(r[ds]) for r in steps if r.get(ds) is not None]
+        trained = [float(r["dynamic_sampling/batch_informative_share"]) for r in steps if r.get(ds) is not None]
+        per = [
+            float(r["dynamic_sampling/generations_per_informative_group"])
+            for r in steps
+            if r.get("dynamic_sampling/generations_per_informative_group") is not None
+        ]
+    else:
+        generated = trained = [1.0 - float(r["frac_reward_zero_std"]) for r in steps if "frac_reward_zero_std" in r]
+        per = []
+    retired = [float(r["curriculum/retired"]) for r in steps if r.get("curriculum/retired") is not None]
+    return {
+        "generated": _mean(generated),
+        "trained": _mean(trained),
+        "generations_per_informative_group": _mean(per),
+        "curriculum_retired": retired[-1] if retired else None,
+    }
+
+
+def run_compare_seed(raw: dict[str, Any], config: Path, seed: int, out: Path, max_rounds: int) -> dict[str, Any]:
+    """Both arms for one seed: the config as shipped, then with the signal features at its RFT CPU time."""
+    from rft.train.pipeline import run_training
+    from rft.train.report import read_jsonl
+
+    fl = _flagship()
+    t_seed = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"  [seed {seed} {time.perf_counter() - t_seed:6.0f}s] {msg}", flush=True)
+
+    arms: dict[str, dict[str, Any]] = {}
+    budget: float | None = None
+    for arm in COMPARE_ARMS:
+        cfg = copy.deepcopy(raw)
+        cfg["seed"] = seed
+        rft_stage = cfg["stages"]["rft"]
+        if arm == "signal":
+            rft_stage["dynamic_sampling"] = {"enabled": True, "max_rounds": max_rounds}
+            rft_stage["curriculum"] = {"enabled": True}
+            rft_stage.setdefault("trl", {})["max_steps"] = 100_000  # the plain arm's CPU time ends it
+        clock = fl._clock(budget)
+        say(f"{arm}: training" + (f" (RFT stopped at {budget:.0f} CPU s)" if budget else " (the config as shipped)"))
+        t0 = time.perf_counter()
+        res = run_training(
+            fl._parse(cfg, config, out / arm),
+            progress=False,
+            extra_callbacks={"rft": [clock]},
+            log=lambda m, arm=arm: say(m) if not m.startswith("evaluating base") or arm == "plain" else None,
+        )
+        if budget is None:
+            budget = clock.cpu
+        arms[arm] = {
+            "pass_rate": (res.get("rft") or {}).get("pass_rate"),
+            "after_sft": (res.get("sft") or {}).get("pass_rate"),
+            "base": (res.get("base") or {}).get("pass_rate"),
+            "rft_steps": clock.steps,
+            "rft_cpu_s": round(clock.cpu, 1),
+            "rft_wall_s": round(clock.wall, 1),
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "informative": signal_measures(read_jsonl(out / arm / "metrics.jsonl")),
+        }
+        say(f"{arm}: held-out pass rate {arms[arm]['pass_rate']} after {clock.steps} RFT steps")
+    return {"seed": seed, "arms": arms}
+
+
+def compare_table(seeds: list[dict[str, Any]]) -> str:
+    """One row per arm: pass rate per seed and mean ± sd, informative shares, steps and time (means)."""
+    fl = _flagship()
+    head = (
+        "| arm | "
+        + " | ".join(f"seed {s['seed']}" for s in seeds)
+        + " | mean ± sd (min–max) | informative groups: generated / trained | gens per informative group "
+        "| RFT steps | RFT CPU min |"
+    )
+    lines = [head, "|" + " --- |" * (len(seeds) + 6)]
+    for arm in COMPARE_ARMS:
+        rows = [s["arms"][arm] for s in seeds]
+        rates = [a["pass_rate"] for a in rows if a["pass_rate"] is not None]
+        inf = [a["informative"] for a in rows]
+
+        def m(key: str, inf: list[dict[str, Any]] = inf) -> str:
+            vals = [x[key] for x in inf if x[key] is not None]
+            return "–" if not vals else f"{statistics.fmean(vals):.2f}"
+
+        lines.append(
+            f"| {COMPARE_LABELS[arm]} | "
+            + " | ".join(fl._rate(a["pass_rate"]) for a in rows)
+            + f" | {fl._agg(fl._stats(rates))} | {m('generated')} / {m('trained')} | "
+            + f"{m('generations_per_informative_group')} | "
+            + f"{statistics.fmean(a['rft_steps'] for a in rows):.0f} | "
+            + f"{statistics.fmean(a['rft_cpu_s'] for a in rows) / 60:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def compare_plot(seeds: list[dict[str, Any]], path: Path) -> None:
+    """Held-out pass rate (bars, dots per seed) and the trained batches' informative share per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    for ax, key, title in (
+        (axes[0], lambda a: a["pass_rate"], "held-out pass rate"),
+        (axes[1], lambda a: a["informative"]["trained"], "informative groups in trained batches"),
+    ):
+        for i, arm in enumerate(COMPARE_ARMS):
+            vals = [key(s["arms"][arm]) for s in seeds if key(s["arms"][arm]) is not None]
+            mean = statistics.fmean(vals) if vals else 0.0
+            ax.bar(i, mean, color=("#4c72b0", "#dd8452")[i], alpha=0.8)
+            ax.scatter([i] * len(vals), vals, color="black", zorder=3, s=18)
+            ax.text(i, mean + 0.02, f"{mean:.2f}", ha="center")
+        ax.set_xticks(range(len(COMPARE_ARMS)), [COMPARE_LABELS[a] for a in COMPARE_ARMS], fontsize=8)
+        ax.set_ylim(0, 1.1)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle(f"flagship, {len(seeds)} seeds, equal RFT CPU time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Every seed of the comparison; seeds already in ``--out``'s ``signal.json`` are kept."""
+    import yaml
+
+    out = Path(args.out or REPO / "runs" / f"signal-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    config = Path(args.config)
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    if "sft" not in raw.get("stages", {}) or "rft" not in raw.get("stages", {}):
+        raise SystemExit(f"{config}: the comparison needs a config with stages.sft and stages.rft")
+    path = out / "signal.json"
+    done = {s["seed"]: s for s in json.loads(path.read_text())["seeds"]} if path.exists() else {}
+    t0 = time.perf_counter()
+    for seed in args.seeds:
+        if seed in done:
+            print(f"seed {seed}: kept from {path}", flush=True)
+            continue
+        print(f"seed {seed}: {out / f'seed{seed}'}", flush=True)
+        done[seed] = run_compare_seed(raw, config, seed, out / f"seed{seed}", args.max_rounds)
+        result = {"config": str(config), "max_rounds": args.max_rounds, "seeds": [done[k] for k in sorted(done)]}
+        path.write_text(json.dumps(result, indent=2))
+        print(compare_table(result["seeds"]), flush=True)
+    seeds = [done[k] for k in sorted(done)]
+    compare_plot(seeds, out / "signal.png")
+    print(f"\nwrote {path} and {out / 'signal.png'} ({(time.perf_counter() - t0) / 60:.1f} min)")
+    return {"config": str(config), "max_rounds": args.max_rounds, "seeds": seeds}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="part", required=True)
@@ -165,8 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", default=None, help="directory for the run (default: a new temporary one)")
     g.add_argument("--json", default=None, help="also write the result here")
+    c = sub.add_parser("compare", help="the flagship with and without dynamic sampling and curriculum, equal time")
+    c.add_argument("--config", default=str(REPO / "configs" / "quickstart.yaml"), help="an SFT → RFT config")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    c.add_argument("--max-rounds", type=int, default=3, help="stages.rft.dynamic_sampling.max_rounds")
+    c.add_argument("--out", default=None, help="directory for runs and results (default: a new runs/ dir)")
+    c.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args(argv)
-    result = run_guard(args)
+    result = run_guard(args) if args.part == "guard" else run_compare(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, default=str))
     return 0
