@@ -331,6 +331,34 @@ def test_the_winner_drives_the_recommendation_and_the_written_config(piloted):
     assert obj["cost"]["missing"] == [] and obj["cost"]["total_s"] is not None
 
 
+def test_advise_warns_when_the_full_run_trains_far_longer_than_the_pilots(piloted, tiny, monkeypatch):
+    """Measured on the flagship: a 2-minute pilot picked SFT, a 6-minute one SFT → RFT."""
+    from rft.advise import pilots
+
+    d, _ = piloted
+
+    def measured(advice, grader_set, *, budget, model, directory, eval_rows, progress):
+        slow = {"sft": 30.0, "rft": 80.0}  # seconds per step, as on a model far larger than the tiny one
+        arms = {"sft": _arm("sft", 0.6, {"sft": slow["sft"]}), "sft_then_rft": _arm("sft_then_rft", 0.3, slow)}
+        return PilotResult(
+            model=model, budget=budget, eval_rows=100, arms=arms, winner="sft",
+            rule_recommendation=advice.recommendation, agrees=advice.recommendation == "sft",
+        )  # fmt: skip
+
+    monkeypatch.setattr(pilots, "run_pilots", measured)
+    res = invoke(
+        "advise", d / "train.jsonl", "--eval", d / "eval.jsonl", "--graders", d / "graders.yaml",
+        "--probe-model", f"tiny:{tiny[0]}", "--probe-rows", "2", "--probe-samples", "2", "--probe-max-tokens", "4",
+        "--pilot", "--pilot-budget", "60s", "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    obj = json.loads(res.stdout)
+    cost = obj["cost"]
+    assert cost["recommendation"] == "sft" and cost["total_s"] > 3 * 60  # the written SFT run at 30 s per step
+    (short,) = [w for w in obj["warnings"] if w.startswith("the pilots trained 60 s per arm")]
+    assert f"estimated at {cost['total_s']:.0f} s" in short and f"--pilot-budget about {cost['total_s']:.0f}s" in short
+
+
 def test_the_written_winner_config_passes_dry_run(piloted):
     d, _ = piloted
     res = invoke("train", d / "winner.yaml", "--dry-run")

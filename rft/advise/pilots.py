@@ -31,6 +31,7 @@ from rft.core.errors import ConfigError, RFTError
 
 if TYPE_CHECKING:
     from rft.advise.advisor import Advice
+    from rft.advise.cost import CostEstimate
 
 __all__ = [
     "ARMS",
@@ -39,6 +40,7 @@ __all__ = [
     "PilotBudget",
     "PilotResult",
     "apply_pilots",
+    "budget_warning",
     "parse_budget",
     "pilot_arms",
     "run_pilots",
@@ -53,6 +55,9 @@ SFT_SHARE = 0.25
 #: epochs (the fair comparison). The default schedule is constant (rft.config.trl), so the
 #: large cap changes no learning rate.
 PILOT_STEP_CAP = 100_000
+#: A full run estimated at more than this many times a pilot arm's training time gets a warning:
+#: RFT pays off later than SFT, so a much shorter pilot measures another regime.
+FULL_RUN_OVER_PILOT = 3.0
 #: Held-out rows each arm is evaluated on, unless told otherwise.
 DEFAULT_EVAL_ROWS = 100
 
@@ -477,3 +482,31 @@ def apply_pilots(advice: Advice, pilots: PilotResult) -> None:
             f"no pilot arm beat the base model's held-out pass rate ({base['pass_rate']:.2f}) within "
             f"{pilots.budget.describe()}: try a larger --pilot-budget before trusting the winner"
         )
+
+
+def budget_warning(pilots: PilotResult, cost: CostEstimate | None) -> str | None:
+    """A warning when the full run is estimated to train much longer than the pilots did.
+
+    Measured on the flagship example: a 2-minute pilot put SFT alone first, while at the full
+    run's 6 minutes SFT → RFT won on every seed. An arm that pays off late is under-measured by
+    a short pilot, so the pilots speak for the full run only at a comparable budget.
+
+    >>> arm = PilotArm("sft", 0.5, 0.5, {"sft": 10}, {"sft": 1.0}, {}, 120.0, 150.0, stopped_by_budget=True)
+    >>> result = PilotResult("m", PilotBudget("seconds", 120), 100, {"sft": arm}, "sft", "sft", True)
+    >>> from rft.advise.cost import CostEstimate
+    >>> print(budget_warning(result, CostEstimate("sft", {}, total_s=600.0)))  # doctest: +ELLIPSIS
+    the pilots trained 120 s per arm; the recommended full run is estimated at 600 s of training (5.0× longer)...about 600s
+    >>> budget_warning(result, CostEstimate("sft", {}, total_s=240.0)) is None
+    True
+    """
+    if cost is None or cost.total_s is None or not pilots.arms:
+        return None
+    trained = max(a.train_s for a in pilots.arms.values())
+    if trained <= 0 or cost.total_s <= FULL_RUN_OVER_PILOT * trained:
+        return None
+    return (
+        f"the pilots trained {trained:.0f} s per arm; the recommended full run is estimated at {cost.total_s:.0f} s "
+        f"of training ({cost.total_s / trained:.1f}× longer). An arm that pays off late (RFT usually does) is "
+        f"under-measured by a short pilot: to measure the regime you will run, give --pilot-budget about "
+        f"{cost.total_s:.0f}s"
+    )
