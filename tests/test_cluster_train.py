@@ -17,6 +17,7 @@ import pytest
 import yaml
 from test_agentic_train import PLUGIN as AGENT_PLUGIN
 from test_agentic_train import ROWS as AGENT_ROWS
+from test_guard import GAMEABLE_GRADERS
 
 from rft.config.run import load_config, parse_config
 from rft.core.errors import ConfigError
@@ -165,6 +166,19 @@ def test_vllm_server_mode_reaches_grpo_config(tmp_path):
 
 
 # --------------------------------------------------------------------------- on a cluster
+
+
+@pytest.mark.parametrize("feature", ["dynamic_sampling", "curriculum"])
+def test_group_features_need_one_learner_and_say_so_before_contacting_the_cluster(tmp_path, feature):
+    from rft.cluster.learners import run_distributed
+
+    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)
+    raw = yaml.safe_load(path.read_text())
+    raw["stages"]["rft"][feature] = {"enabled": True}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="scaling.num_learners is 2: set it to 1") as err:
+        run_distributed(load_config(path), address="127.0.0.1:1")  # never reached
+    assert err.value.key == f"stages.rft.{feature}"
 
 
 @pytest.fixture(scope="module")
@@ -402,3 +416,63 @@ def test_learners_run_agent_episodes_and_share_the_grader_pool(cluster, tmp_path
         assert r["graders"]["task_success"]["kind"] == "score"
     solved = [r for r in recs if r["state"]["item"] in ("apple", "pear")]
     assert solved and all(r["graders"]["task_success"]["score"] == 1.0 for r in solved)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_the_guard_stops_every_learner_at_the_same_step_and_rolls_back(cluster, tmp_path):
+    """In-run held-out eval and the guard on rank 0; the stop reaches rank 1 at the same step."""
+    from rft.cluster.learners import run_distributed
+
+    (tmp_path / "gameable.py").write_text(GAMEABLE_GRADERS)
+    graders = [{"name": "rising", "weight": 1.0}, {"name": "falling", "audit": True}]
+    path = write_config(tmp_path, graders=graders, scaling=SCALING, plugins=["gameable.py"])
+    raw = yaml.safe_load(path.read_text())
+    raw["data"]["eval_size"] = 2
+    raw["stages"]["rft"]["trl"].update(max_steps=8, save_steps=2)
+    raw["eval"] = {"every_steps": 2, "best_by": "falling", "pass_threshold": 0.5, "max_new_tokens": 4}
+    raw["guard"] = {"action": "rollback", "checks": ["audit"], "train_window": 2}
+    raw["scoring"] = {"cache": False}
+    path.write_text(yaml.safe_dump(raw))
+    run_distributed(load_config(path), progress=False)
+    run = tmp_path / "run"
+    metrics = read_jsonl(run / "metrics.jsonl")
+    # the trained reward rises with the step while the audit grader falls: the alarm at step 4 (as on one process)
+    (alarm,) = [r for r in metrics if r.get("guard/alarm")]
+    assert (alarm["step"], alarm["guard/alarm"], alarm["guard/action"]) == (4, "audit", "rollback")
+    assert max(r["step"] for r in metrics if "loss" in r) == 4
+    # both learners stopped there: each generated for steps 0..3 only (not waiting in step 5's all-reduce)
+    for name in ("rollouts.jsonl", "rollouts.rank1.jsonl"):
+        assert max(r["step"] for r in read_jsonl(run / name)) == 3, name
+    done = json.loads((run / "rft" / "DONE").read_text())
+    assert done["stopped_by"]["kind"] == "audit" and done["final_adapter"] == "adapter-best"
+    assert done["learners"] == 2 and done["global_step"] == 4
+    # held-out evaluations by rank 0 at the start (the base eval), steps 2 and 4; ties keep the first
+    assert [r["step"] for r in metrics if "eval/quality" in r] == [0, 2, 4]
+    best = json.loads((run / "adapter-best" / "rft-best.json").read_text())
+    assert best["step"] == done["best_step"] == 0
+    same = (run / "adapter" / "adapter_model.safetensors").read_bytes()
+    assert same == (run / "adapter-best" / "adapter_model.safetensors").read_bytes()
+    assert same != (run / "rft" / "adapter" / "adapter_model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_one_learner_runs_dynamic_sampling_and_the_curriculum(cluster, tmp_path):
+    from rft.cluster.learners import run_distributed
+
+    path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling={**SCALING, "num_learners": 1})
+    raw = yaml.safe_load(path.read_text())
+    # exact_match on a random model: every group scores 0, so every round is spent looking for signal
+    raw["stages"]["rft"]["dynamic_sampling"] = {"enabled": True, "max_rounds": 2}
+    raw["stages"]["rft"]["curriculum"] = {"enabled": True}
+    path.write_text(yaml.safe_dump(raw))
+    run_distributed(load_config(path), progress=False)
+    run = tmp_path / "run"
+    steps = [r for r in read_jsonl(run / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for r in steps:
+        assert r["dynamic_sampling/informative_share"] == 0.0 and r["curriculum/untried"] is not None
+    # 2 rounds of 2 groups per step, 2 steps: 8 groups of 2 completions scored
+    assert len(read_jsonl(run / "rollouts.jsonl")) == 16
+    assert (run / "rft" / "checkpoints" / "checkpoint-2" / "rft-sampling.json").is_file()

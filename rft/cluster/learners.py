@@ -8,6 +8,7 @@ runs before any work is scheduled. The settings are the config's ``scaling:`` se
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -17,12 +18,12 @@ from typing import Any
 
 from rft.cluster.resources import check_resources, describe_resources, scaling_requests
 from rft.config import RunConfig, ScalingSettings
-from rft.core.errors import RFTError
+from rft.core.errors import ConfigError, RFTError
 from rft.scoring.ray import ClusterError, connect
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRAIN_WORKER_ENV", "LearnerRunner", "run_distributed"]
+__all__ = ["TRAIN_WORKER_ENV", "LearnerRunner", "check_learner_features", "run_distributed"]
 
 #: Environment set for every Ray Train worker (Ray Train's print patch floods the logs with bytecode).
 TRAIN_WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
@@ -60,6 +61,7 @@ def run_distributed(
     if cfg.scaling is None:
         cfg.scaling = ScalingSettings()
     scaling: ScalingSettings = cfg.scaling
+    check_learner_features(cfg, scaling)
     scaling.apply_to_scoring(cfg.scoring, address=address)
     started = connect(address, dashboard=True)
     try:
@@ -74,6 +76,28 @@ def run_distributed(
             import ray
 
             ray.shutdown()
+
+
+def check_learner_features(cfg: RunConfig, scaling: ScalingSettings) -> None:
+    """Refuse, before the cluster is contacted, what several learners cannot do.
+
+    Dynamic sampling and the curriculum pick and replace whole prompt groups of a batch, so
+    every group of the batch must be in one training process: they run with one learner.
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    if scaling.num_learners <= 1 or cfg.rft is None:
+        return
+    for key in ("dynamic_sampling", "curriculum"):
+        if getattr(cfg.rft, key).enabled:
+            raise ConfigError(
+                f"stages.rft.{key} needs every group of a batch in one training process, so it runs with one "
+                f"learner; scaling.num_learners is {scaling.num_learners}: set it to 1 or "
+                f"stages.rft.{key}.enabled: false",
+                file=cfg.source,
+                key=f"stages.rft.{key}",
+            )
 
 
 @dataclass
@@ -101,6 +125,9 @@ class LearnerRunner:
             "root": str(Path(paths.root).resolve()),
             "model": plan.model,
             "examples": plan.splits.train,
+            # the in-run held-out evaluation and the guard (rank 0): the rows and where the stage starts
+            "eval_rows": plan.splits.eval if cfg.eval.enabled else [],
+            "start": _start_summary(paths, cfg),
             "executor": executor,  # a copy in each learner; it calls the driver's actors
             "ckpt": str(ckpt) if ckpt else None,
             "progress": self.progress,
@@ -135,6 +162,18 @@ class LearnerRunner:
             raise ClusterError(
                 f"the learners finished without writing {paths.done('rft')}; see the Ray Train logs in {storage}"
             )
+        alarm = json.loads(paths.done("rft").read_text()).get("stopped_by")
+        if alarm:
+            log(f"rft: stopped by the guard at step {alarm['step']} ({alarm['kind']}, {alarm['action']})")
+
+
+def _start_summary(paths: Any, cfg: Any) -> dict[str, Any] | None:
+    """The held-out evaluation the RFT stage starts from (after SFT, else the base model), if made."""
+    if not paths.eval_json.is_file():
+        return None
+    results = json.loads(paths.eval_json.read_text())
+    found = results.get("sft" if cfg.sft is not None else "base")
+    return found if isinstance(found, dict) else None
 
 
 def _root_cause(err: BaseException) -> BaseException:
@@ -151,23 +190,29 @@ def _root_cause(err: BaseException) -> BaseException:
 
 
 def _learner_loop(config: dict[str, Any]) -> None:
-    """One learner (a Ray Train worker): a TRL GRPOTrainer scoring through the shared pool."""
-    import json
+    """One learner (a Ray Train worker): a TRL GRPOTrainer scoring through the shared pool.
 
+    Rank 0 alone writes the run directory and runs the in-run held-out evaluation and the guard
+    (:class:`rft.train.watch.RFTWatch`); :class:`rft.train.callbacks.SyncStop` makes every rank
+    stop where rank 0 decides to.
+    """
     import ray.train
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     from rft.models.resolve import load_model
-    from rft.train.callbacks import CheckpointMarker, MetricsWriter, TrainableCheck, quiet_console
+    from rft.train.callbacks import CheckpointMarker, MetricsWriter, SyncStop, TrainableCheck, quiet_console
     from rft.train.chat_tools import ensure_tool_template
     from rft.train.episodes import resolve_environment
+    from rft.train.eval import evaluate
     from rft.train.grpo import build_grpo_trainer
     from rft.train.pipeline import RunPaths
     from rft.train.rewards import RewardBridge
+    from rft.train.watch import RFTWatch
 
     for key, value in TRAIN_WORKER_ENV.items():
         os.environ.setdefault(key, value)
     rank = ray.train.get_context().get_world_rank()
+    world = ray.train.get_context().get_world_size()
     cfg = config["cfg"]
     paths = RunPaths(config["root"])
     examples = config["examples"]
@@ -185,17 +230,37 @@ def _learner_loop(config: dict[str, Any]) -> None:
     rollouts = paths.rollouts if rank == 0 else paths.root / f"rollouts.rank{rank}.jsonl"
     bridge = RewardBridge(executor.grader_set, executor, rows=[e.row for e in examples], rollouts_path=rollouts)
     callbacks: list[Any] = [TrainableCheck("rft")]
+    watch: RFTWatch | None = None
     if rank == 0:  # one writer for the shared run directory
-        callbacks += [CheckpointMarker(), MetricsWriter(paths.metrics, "rft", echo=print)]
-    callbacks += config["callbacks"]
+        eval_rows = config["eval_rows"]
+        max_new = cfg.eval.max_new_tokens or cfg.rft.max_completion_length
+
+        def held_out(model: Any) -> dict[str, Any]:
+            return evaluate(
+                model, tokenizer, eval_rows, executor.grader_set, executor, cfg.eval,
+                max_new_tokens=max_new, seed=cfg.seed, progress=False, desc="eval rft (in-run)",
+                environment=environment,
+            )  # fmt: skip
+
+        ckpt = Path(config["ckpt"]) if config["ckpt"] else None
+        watch = RFTWatch.build(
+            cfg, paths, executor.grader_set, ckpt=ckpt, start=config["start"],
+            evaluate=held_out if eval_rows else None, tokenizer=tokenizer, say=print,
+        )  # fmt: skip
+        # the watch before CheckpointMarker: the guard state is in place before the marker
+        callbacks += [*watch.callbacks, CheckpointMarker(), MetricsWriter(paths.metrics, "rft", echo=print)]
+    callbacks += [*config["callbacks"], SyncStop()]
     trl_args = {
         **cfg.rft_trl_args(paths.checkpoints("rft")),
         "disable_tqdm": not (config["progress"] and rank == 0),
         "ddp_find_unused_parameters": False,
     }
+    one = world == 1  # dynamic sampling and the curriculum need every group of a batch here
     trainer = build_grpo_trainer(
-        policy, tokenizer, examples, bridge, trl_args=trl_args, lora=lora, callbacks=callbacks, environment=environment
-    )
+        policy, tokenizer, examples, bridge, trl_args=trl_args, lora=lora, callbacks=callbacks,
+        environment=environment, dynamic_sampling=cfg.rft.dynamic_sampling if one else None,
+        curriculum=cfg.rft.curriculum if one else None, pass_threshold=cfg.eval.pass_threshold,
+    )  # fmt: skip
     quiet_console(trainer, progress=config["progress"] and rank == 0)
     trainer.add_callback(RayTrainReportCallback())
     trainer = prepare_trainer(trainer)
@@ -204,6 +269,6 @@ def _learner_loop(config: dict[str, Any]) -> None:
         model: Any = trainer.model  # the PeftModel the trainer wraps (transformers types it loosely)
         model.save_pretrained(str(paths.stage_adapter("rft")), selected_adapters=["default"])
         tokenizer.save_pretrained(str(paths.stage_adapter("rft")))
-        paths.done("rft").write_text(
-            json.dumps({"global_step": trainer.state.global_step, "learners": ray.train.get_context().get_world_size()})
-        )
+        done = watch.done_record(int(trainer.state.global_step)) if watch is not None else {}
+        done.update({"global_step": trainer.state.global_step, "learners": world})
+        paths.done("rft").write_text(json.dumps(done))

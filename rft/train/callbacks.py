@@ -312,6 +312,32 @@ class GuardCallback(TrainerCallback):
             _write_json_atomic(ckpt / GUARD_STATE, self.guard.state_dict())
 
 
+class SyncStop(TrainerCallback):
+    """Data-parallel learners stop together: rank 0's stop decision is broadcast to the others.
+
+    On Ray Train learners the held-out evaluation and the guard run on rank 0 only (one writer
+    of the run directory); a stop they decide must end every learner at the same step, or the
+    others would wait forever in the next step's gradient all-reduce. At each step end and each
+    log — both reached by every rank at the same steps — rank 0's ``should_training_stop`` goes
+    to every rank. Put it after the callbacks that decide. One process: nothing to do.
+    """
+
+    def _sync(self, control: Any) -> None:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        flag = [bool(control.should_training_stop)]
+        dist.broadcast_object_list(flag, src=0)
+        control.should_training_stop = bool(flag[0])
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._sync(control)
+
+    def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._sync(control)
+
+
 @contextmanager
 def preserved_rng() -> Iterator[None]:
     """Run a block without disturbing the training's random streams (python, numpy, torch)."""

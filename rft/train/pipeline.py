@@ -411,22 +411,11 @@ def run_training(
             elif rft_runner is not None:  # learners on a Ray cluster (rft.cluster.learners), same files
                 from rft.train.callbacks import last_complete_checkpoint
 
-                for key in ("dynamic_sampling", "curriculum"):
-                    if getattr(cfg.rft, key).enabled:
-                        raise ConfigError(
-                            f"stages.rft.{key} is not supported on Ray Train learners yet; set "
-                            f"stages.rft.{key}.enabled: false or train without scaling/--address",
-                            file=cfg.source,
-                            key=f"stages.rft.{key}",
-                        )
-
                 ckpt = last_complete_checkpoint(paths.checkpoints("rft")) if resume else None
                 step = int(ckpt.name.rsplit("-", 1)[1]) if ckpt is not None else 0
                 _truncate_jsonl(paths.metrics, lambda r: r.get("stage") != "rft" or r.get("step", 0) <= step)
                 _truncate_jsonl(paths.rollouts, lambda r: (r.get("step") or 0) < step)
                 model = None
-                if cfg.eval.every_steps is not None or cfg.guard is not None:
-                    say("note: eval.every_steps and guard run with the local RFT stage only; not on Ray learners")
                 rft_runner(cfg=cfg, paths=paths, plan=plan, executor=executor, ckpt=ckpt, log=say)
             else:
                 from rft.train.callbacks import CheckpointMarker, MetricsWriter, TrainableCheck, quiet_console
