@@ -305,7 +305,8 @@ def test_eval_coverage_and_leakage():
         (500, False, "sft", "labeled/medium/no_reasoning"),  # 100–1000 rows, nothing says reasoning helps
         (500, True, "rft", "labeled/medium/reasoning"),
         (60, False, "rft", "labeled/small"),  # too few demonstrations for SFT
-        (1001, True, "sft", "labeled/large"),  # above 1000, SFT even for math
+        (999, True, "rft", "labeled/medium/reasoning"),
+        (1000, True, "sft", "labeled/large"),  # ~1000+ labeled rows: SFT even for math (the addition example)
     ],
 )
 def test_fireworks_tree_on_labeled_data(n, math_prompts, expected, branch):

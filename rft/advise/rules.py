@@ -170,12 +170,12 @@ def _tree(stats: DatasetStats, verifiable: bool, configured: bool, labeled: bool
             "SFT_MIN_ROWS": SFT_MIN_ROWS,
             "REASONING_BAND_MIN_ROWS": REASONING_BAND_MIN_ROWS,
         }
-        if labeled_rows > SFT_MIN_ROWS:
+        if labeled_rows >= SFT_MIN_ROWS:
             kind = "classification " if stats.labels.is_classification else ""
             return Step(
                 "labeled/large",
                 "sft",
-                f"{labeled_rows} labeled {kind}rows > {SFT_MIN_ROWS}: supervised fine-tuning learns them directly",
+                f"{labeled_rows} labeled {kind}rows ≥ {SFT_MIN_ROWS}: supervised fine-tuning learns them directly",
                 {**nums, "label_cardinality": stats.labels.cardinality},
             )
         if labeled_rows >= REASONING_BAND_MIN_ROWS:
@@ -190,14 +190,14 @@ def _tree(stats: DatasetStats, verifiable: bool, configured: bool, labeled: bool
                 return Step(
                     "labeled/medium/reasoning",
                     "rft",
-                    f"{labeled_rows} labeled rows in [{REASONING_BAND_MIN_ROWS}, {SFT_MIN_ROWS}] and "
+                    f"{labeled_rows} labeled rows in [{REASONING_BAND_MIN_ROWS}, {SFT_MIN_ROWS}) and "
                     f"reasoning helps ({', '.join(reasoning.indicators)} ≥ {REASONING_MIN_SHARE:.0%})",
                     rnums,
                 )
             return Step(
                 "labeled/medium/no_reasoning",
                 "sft",
-                f"{labeled_rows} labeled rows in [{REASONING_BAND_MIN_ROWS}, {SFT_MIN_ROWS}] and no "
+                f"{labeled_rows} labeled rows in [{REASONING_BAND_MIN_ROWS}, {SFT_MIN_ROWS}) and no "
                 f"reasoning indicator reaches {REASONING_MIN_SHARE:.0%}",
                 rnums,
             )

@@ -13,10 +13,11 @@ RECOMMENDATIONS = ("sft", "rft", "sft_then_rft", "rft_with_judge", "collect_labe
 
 #: Share of rows with a reference output from which the data counts as labeled.
 LABELED_MIN_SHARE = 0.8
-#: Labeled rows above which SFT is the default (Fireworks: "more than 1000 examples → SFT").
+#: Labeled rows from which SFT is the default (Fireworks: "a sizable dataset (~1000+ examples) with
+#: high-quality, ground-truth outputs" → SFT), whatever else holds.
 SFT_MIN_ROWS = 1000
 #: Labeled rows from which "does reasoning help?" decides between RFT and SFT
-#: (Fireworks: 100–1000 rows). Below it, RFT: too few demonstrations for SFT.
+#: (Fireworks: 100 up to 1000 rows). Below it, RFT: too few demonstrations for SFT.
 REASONING_BAND_MIN_ROWS = 100
 #: Share of rows showing a reasoning indicator from which reasoning is taken to help.
 REASONING_MIN_SHARE = 0.3
