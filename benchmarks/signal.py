@@ -14,7 +14,9 @@ pass rate on the same 100 rows::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/signal.py compare            # 3 seeds, ≈ 45 min on 2 cores
     .venv/bin/python benchmarks/signal.py compare --seeds 0 --out /tmp/sig      # one seed
 
-Writes ``signal.json`` and ``signal.png`` into ``--out``; a seed already there is kept.
+Writes ``signal.json`` and ``signal.png`` into ``--out``; a seed already there is kept (its
+measures are read again from its ``metrics.jsonl``). The committed results of the README's
+table: ``benchmarks/signal-results.json`` and ``.png``.
 
 
 **guard**: a deliberately gameable run. The addition example's sums, a short SFT warm start (the
@@ -189,16 +191,18 @@ def _mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
-def signal_measures(metrics: list[dict[str, Any]]) -> dict[str, float | None]:
+def signal_measures(metrics: list[dict[str, Any]], group_size: int) -> dict[str, float | None]:
     """The RFT stage's signal from ``metrics.jsonl`` records, averaged over its steps.
 
     ``generated``: share of the prompt groups generated that were informative (rewards not all
     equal); ``trained``: share of the groups in the batches trained on that were;
-    ``generations_per_informative_group``. Without dynamic sampling all three come from TRL's
+    ``generations_per_informative_group``: completions generated per informative group (steps
+    without one left out). Without dynamic sampling all three come from TRL's
     ``frac_reward_zero_std`` (every generated group is trained on).
 
-    >>> signal_measures([{"stage": "rft", "step": 1, "frac_reward_zero_std": 0.5, "loss": 0.1}])
-    {'generated': 0.5, 'trained': 0.5, 'generations_per_informative_group': None, 'curriculum_retired': None}
+    >>> recs = [{"stage": "rft", "step": s, "frac_reward_zero_std": z, "loss": 0.1} for s, z in ((1, 0.5), (2, 0.75))]
+    >>> signal_measures(recs, 8)
+    {'generated': 0.375, 'trained': 0.375, 'generations_per_informative_group': 24.0, 'curriculum_retired': None}
     """
     steps = [r for r in metrics if r.get("stage") == "rft" and "loss" in r]
     ds = "dynamic_sampling/informative_share"
@@ -212,7 +216,7 @@ def signal_measures(metrics: list[dict[str, Any]]) -> dict[str, float | None]:
         ]
     else:
         generated = trained = [1.0 - float(r["frac_reward_zero_std"]) for r in steps if "frac_reward_zero_std" in r]
-        per = []
+        per = [group_size / share for share in generated if share > 0]
     retired = [float(r["curriculum/retired"]) for r in steps if r.get("curriculum/retired") is not None]
     return {
         "generated": _mean(generated),
@@ -246,8 +250,9 @@ def run_compare_seed(raw: dict[str, Any], config: Path, seed: int, out: Path, ma
         clock = fl._clock(budget)
         say(f"{arm}: training" + (f" (RFT stopped at {budget:.0f} CPU s)" if budget else " (the config as shipped)"))
         t0 = time.perf_counter()
+        parsed = fl._parse(cfg, config, out / arm)
         res = run_training(
-            fl._parse(cfg, config, out / arm),
+            parsed,
             progress=False,
             extra_callbacks={"rft": [clock]},
             log=lambda m, arm=arm: say(m) if not m.startswith("evaluating base") or arm == "plain" else None,
@@ -262,7 +267,7 @@ def run_compare_seed(raw: dict[str, Any], config: Path, seed: int, out: Path, ma
             "rft_cpu_s": round(clock.cpu, 1),
             "rft_wall_s": round(clock.wall, 1),
             "wall_s": round(time.perf_counter() - t0, 1),
-            "informative": signal_measures(read_jsonl(out / arm / "metrics.jsonl")),
+            "informative": signal_measures(read_jsonl(out / arm / "metrics.jsonl"), parsed.rft.num_generations),
         }
         say(f"{arm}: held-out pass rate {arms[arm]['pass_rate']} after {clock.steps} RFT steps")
     return {"seed": seed, "arms": arms}
@@ -315,7 +320,7 @@ def compare_plot(seeds: list[dict[str, Any]], path: Path) -> None:
             mean = statistics.fmean(vals) if vals else 0.0
             ax.bar(i, mean, color=("#4c72b0", "#dd8452")[i], alpha=0.8)
             ax.scatter([i] * len(vals), vals, color="black", zorder=3, s=18)
-            ax.text(i, mean + 0.02, f"{mean:.2f}", ha="center")
+            ax.text(i, 0.04, f"{mean:.2f}", ha="center", color="white", fontweight="bold")
         ax.set_xticks(range(len(COMPARE_ARMS)), [COMPARE_LABELS[a] for a in COMPARE_ARMS], fontsize=8)
         ax.set_ylim(0, 1.1)
         ax.set_title(title, fontsize=10)
@@ -335,12 +340,19 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
     raw = yaml.safe_load(config.read_text(encoding="utf-8"))
     if "sft" not in raw.get("stages", {}) or "rft" not in raw.get("stages", {}):
         raise SystemExit(f"{config}: the comparison needs a config with stages.sft and stages.rft")
+    from rft.train.report import read_jsonl
+
+    group = _flagship()._parse(raw, config, out).rft.num_generations
     path = out / "signal.json"
     done = {s["seed"]: s for s in json.loads(path.read_text())["seeds"]} if path.exists() else {}
     t0 = time.perf_counter()
     for seed in args.seeds:
         if seed in done:
             print(f"seed {seed}: kept from {path}", flush=True)
+            for arm, measured in done[seed]["arms"].items():  # re-read: the measures may be newer than the run
+                metrics = out / f"seed{seed}" / arm / "metrics.jsonl"
+                if metrics.is_file():
+                    measured["informative"] = signal_measures(read_jsonl(metrics), group)
             continue
         print(f"seed {seed}: {out / f'seed{seed}'}", flush=True)
         done[seed] = run_compare_seed(raw, config, seed, out / f"seed{seed}", args.max_rounds)
@@ -348,6 +360,8 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
         path.write_text(json.dumps(result, indent=2))
         print(compare_table(result["seeds"]), flush=True)
     seeds = [done[k] for k in sorted(done)]
+    path.write_text(json.dumps({"config": str(config), "max_rounds": args.max_rounds, "seeds": seeds}, indent=2))
+    print(compare_table(seeds), flush=True)
     compare_plot(seeds, out / "signal.png")
     print(f"\nwrote {path} and {out / 'signal.png'} ({(time.perf_counter() - t0) / 60:.1f} min)")
     return {"config": str(config), "max_rounds": args.max_rounds, "seeds": seeds}
