@@ -91,7 +91,14 @@ def tiny_model(tmp_path_factory) -> Path:
     return create_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
-def scripted_run(tmp: Path, tiny_model: Path, rows: list[dict[str, Any]], environment: str, graders: list) -> dict:
+def scripted_run(
+    tmp: Path,
+    tiny_model: Path,
+    rows: list[dict[str, Any]],
+    environment: str,
+    graders: list,
+    rft_extra: dict[str, Any] | None = None,
+) -> dict:
     """``rft train`` (RFT 2 steps, eval before and after) with the scripted policy; what it wrote."""
     from transformers import AutoTokenizer, LlamaForCausalLM
 
@@ -127,6 +134,7 @@ def scripted_run(tmp: Path, tiny_model: Path, rows: list[dict[str, Any]], enviro
                 "num_generations": 2,
                 "max_completion_length": 256,
                 "trl": {"max_steps": 2, "per_device_train_batch_size": 4, "save_steps": 2},
+                **(rft_extra or {}),
             }
         },
         "eval": {"max_rows": 4, "max_new_tokens": 48, "batch_size": 4},
@@ -242,3 +250,21 @@ def test_the_feedback_step_answers_a_reply_without_tool_calls(tmp_path, tiny_mod
         assert tok.decode(ids[real & mask]) == "It is 7.<|im_end|>It is 42.<|im_end|>"
     ev = json.loads((run["root"] / "eval.json").read_text())
     assert ev["base"]["episodes"]["success_rate"] == 1.0 and ev["base"]["episodes"]["mean_turns"] == 2.0
+
+
+def test_dynamic_sampling_and_the_curriculum_run_whole_episodes(tmp_path, tiny_model):
+    """The scripted policy answers a prompt the same way every time: each group scores one value, so
+    dynamic sampling spends every round on fresh prompts' episodes, and the curriculum sees them."""
+    graders = [{"name": "task_success"}]
+    extra = {"dynamic_sampling": {"enabled": True, "max_rounds": 2}, "curriculum": {"enabled": True}}
+    run = scripted_run(tmp_path, tiny_model, ROWS, "inventory", graders, rft_extra=extra)
+    root = run["root"]
+    steps = [r for r in read_jsonl(root / "metrics.jsonl") if r.get("stage") == "rft" and "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert all(r["dynamic_sampling/informative_share"] == 0.0 for r in steps)
+    assert all(r["curriculum/untried"] is not None for r in steps)
+    rollouts = read_jsonl(root / "rollouts.jsonl")
+    # 2 steps × 2 rounds × 2 groups × 2 completions, every one a whole episode with its tool call
+    assert len(rollouts) == 16
+    assert all(r["episode"]["environment"] == "inventory" and r["episode"]["tool_calls"] >= 1 for r in rollouts)
+    assert len({r["prompt"][-1]["content"] for r in rollouts}) == len(ROWS)  # fresh rounds drew the other prompts
