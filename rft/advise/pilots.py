@@ -31,7 +31,6 @@ from rft.core.errors import ConfigError, RFTError
 
 if TYPE_CHECKING:
     from rft.advise.advisor import Advice
-    from rft.advise.cost import CostEstimate
 
 __all__ = [
     "ARMS",
@@ -41,6 +40,7 @@ __all__ = [
     "PilotResult",
     "apply_pilots",
     "budget_warning",
+    "full_run_estimates",
     "parse_budget",
     "pilot_arms",
     "run_pilots",
@@ -55,8 +55,8 @@ SFT_SHARE = 0.25
 #: epochs (the fair comparison). The default schedule is constant (rft.config.trl), so the
 #: large cap changes no learning rate.
 PILOT_STEP_CAP = 100_000
-#: A full run estimated at more than this many times a pilot arm's training time gets a warning:
-#: RFT pays off later than SFT, so a much shorter pilot measures another regime.
+#: An arm with RFT whose full run is estimated at more than this many times the pilots' training
+#: time gets a warning: RFT pays off later than SFT, so a much shorter pilot measures another regime.
 FULL_RUN_OVER_PILOT = 3.0
 #: Held-out rows each arm is evaluated on, unless told otherwise.
 DEFAULT_EVAL_ROWS = 100
@@ -484,29 +484,48 @@ def apply_pilots(advice: Advice, pilots: PilotResult) -> None:
         )
 
 
-def budget_warning(pilots: PilotResult, cost: CostEstimate | None) -> str | None:
-    """A warning when the full run is estimated to train much longer than the pilots did.
+def full_run_estimates(advice: Advice, grader_set: GraderSet | None) -> dict[str, float | None]:
+    """Each piloted arm's full run (the config ``--write-config`` writes for it), estimated in
+    training seconds from the pilots' measured step times (:func:`rft.advise.cost.estimate_cost`)."""
+    import dataclasses
 
-    Measured on the flagship example: a 2-minute pilot put SFT alone first, while at the full
-    run's 6 minutes SFT → RFT won on every seed. An arm that pays off late is under-measured by
-    a short pilot, so the pilots speak for the full run only at a comparable budget.
+    from rft.advise.cost import estimate_cost
 
-    >>> arm = PilotArm("sft", 0.5, 0.5, {"sft": 10}, {"sft": 1.0}, {}, 120.0, 150.0, stopped_by_budget=True)
-    >>> result = PilotResult("m", PilotBudget("seconds", 120), 100, {"sft": arm}, "sft", "sft", True)
-    >>> from rft.advise.cost import CostEstimate
-    >>> print(budget_warning(result, CostEstimate("sft", {}, total_s=600.0)))  # doctest: +ELLIPSIS
-    the pilots trained 120 s per arm; the recommended full run is estimated at 600 s of training (5.0× longer)...about 600s
-    >>> budget_warning(result, CostEstimate("sft", {}, total_s=240.0)) is None
+    out: dict[str, float | None] = {}
+    for arm in advice.pilot.arms if advice.pilot is not None else ():
+        cost = estimate_cost(dataclasses.replace(advice, recommendation=arm), grader_set=grader_set)
+        out[arm] = cost.total_s if cost is not None else None
+    return out
+
+
+def budget_warning(pilots: PilotResult, full_runs: dict[str, float | None]) -> str | None:
+    """A warning when an arm with an RFT stage would train much longer in full than in its pilot.
+
+    Measured on the flagship example: pilots of 2 and 3 minutes put SFT alone first, while at
+    the quickstart's 6 minutes SFT → RFT won (and on every seed of its benchmark). RFT pays off
+    later than SFT, so a short pilot under-measures it; the pilots speak for a full RFT run only
+    at a comparable budget. ``full_runs``: each arm's estimated full-run training seconds
+    (:func:`full_run_estimates`).
+
+    >>> arm = lambda name: PilotArm(name, 0.5, 0.5, {}, {}, {}, 120.0, 150.0, stopped_by_budget=True)
+    >>> arms = {"sft": arm("sft"), "sft_then_rft": arm("sft_then_rft")}
+    >>> result = PilotResult("m", PilotBudget("seconds", 120), 100, arms, "sft", "sft", True)
+    >>> print(budget_warning(result, {"sft": 60.0, "sft_then_rft": 600.0}))  # doctest: +ELLIPSIS
+    the pilots trained 120 s per arm; a full sft_then_rft run is estimated at 600 s of training (5.0× longer)...about 600s
+    >>> budget_warning(result, {"sft": 6000.0, "sft_then_rft": 240.0}) is None  # only RFT arms pay off late
     True
     """
-    if cost is None or cost.total_s is None or not pilots.arms:
+    if not pilots.arms:
         return None
     trained = max(a.train_s for a in pilots.arms.values())
-    if trained <= 0 or cost.total_s <= FULL_RUN_OVER_PILOT * trained:
+    late = [(t, name) for name, t in full_runs.items() if "rft" in name and t is not None]
+    if trained <= 0 or not late:
+        return None
+    total, name = max(late)
+    if total <= FULL_RUN_OVER_PILOT * trained:
         return None
     return (
-        f"the pilots trained {trained:.0f} s per arm; the recommended full run is estimated at {cost.total_s:.0f} s "
-        f"of training ({cost.total_s / trained:.1f}× longer). An arm that pays off late (RFT usually does) is "
-        f"under-measured by a short pilot: to measure the regime you will run, give --pilot-budget about "
-        f"{cost.total_s:.0f}s"
+        f"the pilots trained {trained:.0f} s per arm; a full {name} run is estimated at {total:.0f} s of training "
+        f"({total / trained:.1f}× longer). RFT pays off later than SFT, so a short pilot under-measures the arms "
+        f"with RFT: to compare the arms at the regime you would run, give --pilot-budget about {total:.0f}s"
     )

@@ -191,7 +191,7 @@ def _pilots_with_progress(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from rft.advise.cost import estimate_cost
-    from rft.advise.pilots import apply_pilots, budget_warning, pilot_arms, run_pilots
+    from rft.advise.pilots import apply_pilots, budget_warning, full_run_estimates, pilot_arms, run_pilots
 
     arms, _ = pilot_arms(advice, grader_set)
     workdir = directory if directory is not None else Path(tempfile.mkdtemp(prefix="rft-pilots-"))
@@ -230,7 +230,7 @@ def _pilots_with_progress(
             arm.run_dir = None
     apply_pilots(advice, result)
     advice.cost = estimate_cost(advice, grader_set=grader_set)
-    warning = budget_warning(result, advice.cost)
+    warning = budget_warning(result, full_run_estimates(advice, grader_set))
     if warning is not None:
         advice.warnings.append(warning)
 
