@@ -243,19 +243,3 @@ def test_with_the_curriculum_every_round_is_recorded_and_saved(tmp_path, tiny_mo
     for step in range(STEPS):
         prompts = [r["prompt"][-1]["content"] for r in read_jsonl(run / "rollouts.jsonl") if r["step"] == step]
         assert len(set(prompts)) == len(prompts) // GENS
-
-
-@pytest.mark.slow
-def test_ray_train_learners_refuse_the_features_instead_of_ignoring_them(tmp_path, tiny_model):
-    from rft.config.run import load_config
-    from rft.train.pipeline import run_training
-
-    cfg = tiny_config(tmp_path, tiny_model, eval={"enabled": False})
-    del cfg["stages"]["sft"]
-    cfg["stages"]["rft"]["dynamic_sampling"] = {"enabled": True}
-    called = []
-    with pytest.raises(ConfigError, match="stages.rft.dynamic_sampling") as err:
-        run_training(
-            load_config(write_config(tmp_path, cfg)), progress=False, rft_runner=lambda **kw: called.append(kw)
-        )
-    assert not called and "enabled: false" in str(err.value)
