@@ -21,12 +21,18 @@ a model writes ``.`` in function names as ``_``; here it does not).
 
 from __future__ import annotations
 
+import sys
+
+# Run as a script, this directory comes first on sys.path, and benchmarks/signal.py would stand in
+# for the standard library's `signal` module (subprocess and asyncio import it). Take it off first.
+if __name__ == "__main__" and sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
+    sys.path.pop(0)
+
 import argparse
 import copy
 import importlib.resources
 import json
 import math
-import sys
 import time
 import types
 from collections import Counter, defaultdict
