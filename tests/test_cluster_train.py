@@ -171,14 +171,23 @@ def test_vllm_server_mode_reaches_grpo_config(tmp_path):
 @pytest.mark.parametrize("feature", ["dynamic_sampling", "curriculum"])
 def test_group_features_need_one_learner_and_say_so_before_contacting_the_cluster(tmp_path, feature):
     from rft.cluster.learners import run_distributed
+    from rft.config import ScalingSettings
 
     path = write_config(tmp_path, graders=[{"name": "exact_match"}], scaling=SCALING)
     raw = yaml.safe_load(path.read_text())
     raw["stages"]["rft"][feature] = {"enabled": True}
     path.write_text(yaml.safe_dump(raw))
+    # loading the config says it (so do `rft train --dry-run` and `rft submit`), with the line
     with pytest.raises(ConfigError, match="scaling.num_learners is 2: set it to 1") as err:
-        run_distributed(load_config(path), address="127.0.0.1:1")  # never reached
-    assert err.value.key == f"stages.rft.{feature}"
+        load_config(path)
+    assert err.value.key == f"stages.rft.{feature}" and "run.yaml:" in str(err.value)
+    # a config built in code is checked by run_distributed before it connects
+    del raw["scaling"]
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    cfg.scaling = ScalingSettings(num_learners=2)
+    with pytest.raises(ConfigError, match="scaling.num_learners is 2"):
+        run_distributed(cfg, address="127.0.0.1:1")  # never reached
 
 
 @pytest.fixture(scope="module")

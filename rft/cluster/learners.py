@@ -18,12 +18,13 @@ from typing import Any
 
 from rft.cluster.resources import check_resources, describe_resources, scaling_requests
 from rft.config import RunConfig, ScalingSettings
-from rft.core.errors import ConfigError, RFTError
+from rft.config.run import check_learner_features
+from rft.core.errors import RFTError
 from rft.scoring.ray import ClusterError, connect
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRAIN_WORKER_ENV", "LearnerRunner", "check_learner_features", "run_distributed"]
+__all__ = ["TRAIN_WORKER_ENV", "LearnerRunner", "run_distributed"]
 
 #: Environment set for every Ray Train worker (Ray Train's print patch floods the logs with bytecode).
 TRAIN_WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
@@ -61,7 +62,7 @@ def run_distributed(
     if cfg.scaling is None:
         cfg.scaling = ScalingSettings()
     scaling: ScalingSettings = cfg.scaling
-    check_learner_features(cfg, scaling)
+    check_learner_features(cfg)  # a config built in code was not checked at load
     scaling.apply_to_scoring(cfg.scoring, address=address)
     started = connect(address, dashboard=True)
     try:
@@ -76,28 +77,6 @@ def run_distributed(
             import ray
 
             ray.shutdown()
-
-
-def check_learner_features(cfg: RunConfig, scaling: ScalingSettings) -> None:
-    """Refuse, before the cluster is contacted, what several learners cannot do.
-
-    Dynamic sampling and the curriculum pick and replace whole prompt groups of a batch, so
-    every group of the batch must be in one training process: they run with one learner.
-
-    Raises:
-        ConfigError: naming the key and the fix.
-    """
-    if scaling.num_learners <= 1 or cfg.rft is None:
-        return
-    for key in ("dynamic_sampling", "curriculum"):
-        if getattr(cfg.rft, key).enabled:
-            raise ConfigError(
-                f"stages.rft.{key} needs every group of a batch in one training process, so it runs with one "
-                f"learner; scaling.num_learners is {scaling.num_learners}: set it to 1 or "
-                f"stages.rft.{key}.enabled: false",
-                file=cfg.source,
-                key=f"stages.rft.{key}",
-            )
 
 
 @dataclass

@@ -370,6 +370,7 @@ def parse_config(
     if cfg.rft is not None:
         _check_rft_batch(cfg, cfg.rft, where)
     _check_guard(cfg, where)
+    check_learner_features(cfg, where)
     return cfg
 
 
@@ -397,6 +398,31 @@ def _check_guard(cfg: RunConfig, where: Any) -> None:
             file=where("guard", "action"),
             key="guard.action",
         )
+
+
+def check_learner_features(cfg: RunConfig, where: Any = None) -> None:
+    """Refuse what several Ray Train learners cannot do, naming the key (and its line, when loaded).
+
+    Dynamic sampling and the curriculum pick and replace whole prompt groups of a batch, so
+    every group of the batch must be in one training process: they run locally or on one
+    learner (``scaling.num_learners: 1``). Checked when a config is loaded (so ``--dry-run`` and
+    ``rft submit`` say it) and by :func:`rft.cluster.learners.run_distributed`.
+
+    Raises:
+        ConfigError: naming the key and the fix.
+    """
+    scaling = cfg.scaling
+    if scaling is None or scaling.num_learners <= 1 or cfg.rft is None:
+        return
+    for key in ("dynamic_sampling", "curriculum"):
+        if getattr(cfg.rft, key).enabled:
+            raise ConfigError(
+                f"stages.rft.{key} needs every group of a batch in one training process, so it runs with one "
+                f"learner; scaling.num_learners is {scaling.num_learners}: set it to 1 or "
+                f"stages.rft.{key}.enabled: false",
+                file=where("stages", "rft", key) if where is not None else cfg.source,
+                key=f"stages.rft.{key}",
+            )
 
 
 def _check_rft_batch(cfg: RunConfig, stage: RFTStage, where: Any) -> None:

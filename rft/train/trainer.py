@@ -22,7 +22,7 @@ Metrics (``dynamic_sampling/*``, ``curriculum/*``) go into TRL's metrics of the 
 reach ``metrics.jsonl`` through the same ``on_log`` path as TRL's own.
 
 Both features need one training process (world size 1): the groups of a batch must all be on it
-(locally, or one Ray Train learner; :func:`rft.cluster.learners.check_learner_features` refuses more).
+(locally, or one Ray Train learner; :func:`rft.config.run.check_learner_features` refuses more).
 Advantages stay TRL's, computed per generation round: with ``scale_rewards: group`` (TRL's
 default) a group's advantages do not depend on the other groups, so merging rounds changes
 nothing; with ``scale_rewards: batch`` or ``multi_objective_aggregation: normalize_then_sum``
