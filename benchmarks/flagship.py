@@ -39,18 +39,18 @@ import sys
 if __name__ == "__main__" and sys.path and sys.path[0] and __file__.startswith(sys.path[0].rstrip("/") + "/"):
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
 
-import yaml  # noqa: E402
+import yaml
 
-from rft.config import parse_config  # noqa: E402
-from rft.train.pipeline import run_training  # noqa: E402
+from rft.config import parse_config
+from rft.train.pipeline import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ("base", "sft", "sft_then_rft")

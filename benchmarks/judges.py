@@ -36,11 +36,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from graders.judges import parse_score  # noqa: E402
-from rft.core import OutcomeKind, Sample  # noqa: E402
-from rft.judges.client import close_all, get_endpoint  # noqa: E402
-from rft.plugins import grader_set_from_config  # noqa: E402
-from rft.scoring.limits import LimiterServer, LimitSpec, LocalLimiter, SocketLimiter, install  # noqa: E402
+from graders.judges import parse_score
+from rft.core import OutcomeKind, Sample
+from rft.judges.client import close_all, get_endpoint
+from rft.plugins import grader_set_from_config
+from rft.scoring.limits import LimiterServer, LimitSpec, LocalLimiter, SocketLimiter, install
 
 PROMPT = "Rate the answer from 0 to 10.\nAnswer: {completion}\nEnd your reply with a line 'Score: <number>'."
 
