@@ -47,6 +47,7 @@ if __name__ == "__main__" and sys.path and sys.path[0] and __file__.startswith(s
 
 import argparse
 import copy
+import functools
 import importlib.util
 import json
 import statistics
@@ -63,8 +64,9 @@ COMPARE_ARMS = ("plain", "signal")
 COMPARE_LABELS = {"plain": "SFT → RFT as shipped", "signal": "+ dynamic sampling + curriculum"}
 
 
+@functools.cache
 def _flagship() -> Any:
-    """``benchmarks/flagship.py`` as a module: its stage clock and config parsing are shared."""
+    """``benchmarks/flagship.py`` as a module (loaded once): its stage clock and config parsing are shared."""
     spec = importlib.util.spec_from_file_location("rft_bench_flagship", Path(__file__).with_name("flagship.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -70,8 +70,10 @@ def rft_register_graders(register):
 '''
 
 
-def write_config(tmp: Path, *, graders: list[dict], scaling: dict, plugins: list[str] = ()) -> Path:
-    (tmp / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+def write_config(
+    tmp: Path, *, graders: list[dict], scaling: dict, plugins: list[str] = (), rows: list[dict] = ROWS
+) -> Path:
+    (tmp / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = {
         "seed": 0,
         "output_dir": str(tmp / "run"),
@@ -393,26 +395,12 @@ def test_learners_run_agent_episodes_and_share_the_grader_pool(cluster, tmp_path
     from rft.cluster.learners import run_distributed
 
     (tmp_path / "env.py").write_text(SCRIPTED_AGENT_PLUGIN)
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in AGENT_ROWS))
-    cfg = {
-        "seed": 0,
-        "output_dir": str(tmp_path / "run"),
-        "model": f"tiny:{tmp_path.parent / 'tiny-model'}",
-        "data": {"train": "train.jsonl", "eval_size": 0},
-        "graders": {"plugins": ["env.py"], "graders": [{"name": "task_success"}, {"name": "looked_up_the_item"}]},
-        "environment": "inventory",
-        "lora": {"r": 4, "alpha": 8},
-        "stages": {
-            "rft": {
-                "num_generations": 2,
-                "max_completion_length": 256,
-                "trl": {"max_steps": 1, "per_device_train_batch_size": 4, "save_steps": 1},
-            }
-        },
-        "eval": {"enabled": False},
-        "scaling": SCALING,
-    }
-    path = tmp_path / "run.yaml"
+    graders = [{"name": "task_success"}, {"name": "looked_up_the_item"}]
+    path = write_config(tmp_path, graders=graders, scaling=SCALING, plugins=["env.py"], rows=AGENT_ROWS)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["environment"] = "inventory"
+    cfg["stages"]["rft"]["max_completion_length"] = 256
+    cfg["stages"]["rft"]["trl"] = {"max_steps": 1, "per_device_train_batch_size": 4, "save_steps": 1}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     run_distributed(load_config(path), progress=False)
     run = tmp_path / "run"
